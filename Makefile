@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make train   set up .venv if needed, get MNIST, train the NumPy VAE (default settings), write runs/NAME/
+#   make test    set up .venv if needed, run the whole test suite
+# Each does its own set-up; nothing else needs to be installed first but Python >= 3.10.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CUDA build of PyTorch: it runs on the CPU where there is no GPU.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: train test bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+train: $(VENV)/.installed
+	$(VENV)/bin/vae train
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,103 @@
+"""The NumPy training backend: model + optimizer behind the interface the training loop drives.
+
+A backend is any class with this interface (``torch_vae.backend.TorchBackend``
+is the other one); the loop in ``training.py`` only ever talks to it, with
+NumPy arrays in and out, so both backends see the same batches and noise.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .model import build_model, parameter_shapes
+from .optimizers import Adam
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+def clip_coefficient(total_norm: float, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (total_norm + 1e-6))."""
+    return min(1.0, max_norm / (total_norm + 1e-6))
+
+
+class NumpyBackend:
+    name = "numpy"
+
+    def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
+                 clip_grad_norm: float | None = None, device: str = "cpu"):
+        if device != "cpu":
+            raise ValueError(f"the numpy backend runs on the CPU only; got --device {device} (use --backend torch)")
+        self.model = build_model(**model_config, seed=seed)
+        self.optimizer = Adam(self.model.flat, lr=lr, weight_decay=weight_decay)
+        self.clip_grad_norm = clip_grad_norm
+        self.dtype = self.model.dtype
+        self.param_shapes = parameter_shapes(self.model.hidden, self.model.latent)
+
+    # ------------------------------------------------------------- training
+    def train_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
+        """One Adam step on the batch; returns (loss, recon, kl) of the batch before the step."""
+        out = self.model.forward(x, eps)
+        loss = float(out["loss"])
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"loss is {loss}")
+        self.model.backward(need_input_grad=False)
+        grad = self.model.grad_flat
+        norm = float(np.sqrt(np.dot(grad, grad)))
+        if not math.isfinite(norm):
+            raise NonFiniteError(f"gradient norm is {norm}")
+        if self.clip_grad_norm is not None:
+            grad *= self.dtype.type(clip_coefficient(norm, self.clip_grad_norm))
+        self.optimizer.step(grad)
+        return loss, float(out["recon"]), float(out["kl"])
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.lr = lr
+
+    # ------------------------------------------------------------ inference
+    def evaluate(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
+        """(loss, recon, kl) batch means, no update."""
+        out = self.model.forward(x, eps)
+        return float(out["loss"]), float(out["recon"]), float(out["kl"])
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, logvar = self.model.encode(self.model.check_input(x))
+        return mu.copy(), logvar.copy()
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Pixel probabilities (B, 784)."""
+        return self.model.decode(z, probs=True)
+
+    # ---------------------------------------------------------------- state
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.model.params.items()}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        self.model.load_params(params)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """Adam's state as flat arrays laid out like ``get_params`` concatenated in key order."""
+        return {"step": np.array(self.optimizer.step_count, np.int64),
+                **{key: np.concatenate([getattr(self.optimizer, key)[self._slice(n)] for n in self.model.params])
+                   for key in ("exp_avg", "exp_avg_sq")}}
+
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        flat = {}
+        for key in ("exp_avg", "exp_avg_sq"):
+            arr = np.asarray(state[key])
+            if arr.shape != (self.model.num_params,):
+                raise ValueError(f"optimizer state {key}: expected shape ({self.model.num_params},), got {arr.shape}")
+            buf, offset = np.empty_like(self.model.flat), 0
+            for name in self.model.params:
+                sl = self._slice(name)
+                size = sl.stop - sl.start
+                buf[sl] = arr[offset:offset + size]
+                offset += size
+            flat[key] = buf
+        self.optimizer.load_state_dict({"step": state["step"], **flat})
+
+    def _slice(self, name: str) -> slice:
+        """Where parameter ``name`` sits in the model's flat buffer."""
+        return slice(*self.model.layout[name])

@@ -1,0 +1,112 @@
+"""SGD and Adam over one flat parameter buffer, with exactly torch.optim's semantics.
+
+The model keeps every parameter in one flat array (``model.flat``) and every
+gradient in another (``model.grad_flat``), so an update is a handful of
+in-place passes over one array instead of a loop over a dozen small ones.
+``adam_reference`` is the textbook update written the way torch.optim.Adam's
+documentation writes it; ``Adam.step`` computes the same numbers without
+temporaries, and the tests hold the two equal.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class SGD:
+    """p <- p - lr * (g + weight_decay * p), optionally with momentum, as torch.optim.SGD."""
+
+    def __init__(self, params: np.ndarray, lr: float = 1e-2, momentum: float = 0.0, weight_decay: float = 0.0):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        self.params, self.lr, self.momentum, self.weight_decay = params, lr, momentum, weight_decay
+        self.buf = None
+        self.step_count = 0
+
+    def step(self, grad: np.ndarray) -> None:
+        g = grad + self.weight_decay * self.params if self.weight_decay else grad
+        if self.momentum:
+            # b <- momentum * b + g   (b = g on the first step, as torch does)
+            self.buf = g.copy() if self.buf is None else np.add(self.momentum * self.buf, g, out=self.buf)
+            g = self.buf
+        self.params -= self.lr * g
+        self.step_count += 1
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {"step": np.array(self.step_count, np.int64)}
+        if self.buf is not None:
+            state["momentum_buffer"] = self.buf
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.step_count = int(state["step"])
+        self.buf = np.array(state["momentum_buffer"], self.params.dtype) if "momentum_buffer" in state else None
+
+
+def adam_reference(p, g, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """One Adam step, written as in torch.optim.Adam's documentation; returns new (p, m, v).
+
+    g <- g + wd p;  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)      (t counts from 1)
+    """
+    b1, b2 = betas
+    g = g + weight_decay * p
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps
+    return p - lr / (1 - b1 ** t) * m / denom, m, v
+
+
+class Adam:
+    """torch.optim.Adam (amsgrad=False, maximize=False) on a flat buffer, updated in place.
+
+    Same bias correction, eps added after the square root and the division by
+    sqrt(1 - b2^t), and L2 weight decay added to the gradient, as torch does.
+    """
+
+    def __init__(self, params: np.ndarray, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        if not lr >= 0 or not eps >= 0 or not weight_decay >= 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"Adam: need lr >= 0, eps >= 0, weight_decay >= 0 and 0 <= betas < 1; "
+                             f"got lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+        self.params, self.lr, self.betas, self.eps, self.weight_decay = params, lr, tuple(betas), eps, weight_decay
+        self.exp_avg = np.zeros_like(params)
+        self.exp_avg_sq = np.zeros_like(params)
+        self._scratch = np.empty_like(params)
+        self.step_count = 0
+
+    def step(self, grad: np.ndarray) -> None:
+        b1, b2 = self.betas
+        p, m, v, s = self.params, self.exp_avg, self.exp_avg_sq, self._scratch
+        self.step_count += 1
+        t = self.step_count
+        if self.weight_decay:
+            grad = grad + self.weight_decay * p
+        # m <- m + (1 - b1) (g - m)         (torch: exp_avg.lerp_(grad, 1 - b1))
+        np.subtract(grad, m, out=s)
+        s *= 1 - b1
+        m += s
+        # v <- b2 v + (1 - b2) g^2
+        v *= b2
+        np.multiply(grad, grad, out=s)
+        s *= 1 - b2
+        v += s
+        # p <- p - step_size * m / (sqrt(v) / sqrt(bc2) + eps)
+        np.sqrt(v, out=s)
+        s /= math.sqrt(1 - b2 ** t)
+        s += self.eps
+        np.divide(m, s, out=s)
+        s *= self.lr / (1 - b1 ** t)
+        p -= s
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"step": np.array(self.step_count, np.int64), "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for key in ("exp_avg", "exp_avg_sq"):
+            if np.shape(state[key]) != self.params.shape:
+                raise ValueError(f"Adam state {key}: expected shape {self.params.shape}, got {np.shape(state[key])}")
+        self.step_count = int(state["step"])
+        self.exp_avg[...] = state["exp_avg"]
+        self.exp_avg_sq[...] = state["exp_avg_sq"]
