@@ -80,6 +80,10 @@ class TrainingError(RuntimeError):
     """Training stopped; the message says at which step and what was kept."""
 
 
+class ConfigError(ValueError):
+    """A training configuration that cannot run (unknown backend, no CUDA, ...); says what to change."""
+
+
 def make_backend(config: TrainConfig):
     """The backend named by ``config.backend``: 'numpy' here, others registered as entry points.
 
@@ -92,7 +96,7 @@ def make_backend(config: TrainConfig):
         return NumpyBackend(**kwargs)
     found = {ep.name: ep for ep in metadata.entry_points(group="vae_from_scratch.backends")}
     if config.backend not in found:
-        raise ValueError(f"unknown backend {config.backend!r}; available: {sorted({'numpy', *found})}")
+        raise ConfigError(f"unknown backend {config.backend!r}; available: {sorted({'numpy', *found})}")
     return found[config.backend].load()(**kwargs)
 
 
@@ -101,7 +105,7 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
         return config.lr
     if config.lr_schedule == "cosine":
         return config.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant' or 'cosine'")
+    raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant' or 'cosine'")
 
 
 def evaluate(backend, images: np.ndarray, seed: int, dtype, batch_size: int = EVAL_BATCH) -> dict[str, float]:
@@ -131,8 +135,23 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 def _run_dir(config: TrainConfig) -> Path:
     name = config.name or time.strftime(f"{config.backend}-%Y%m%d-%H%M%S")
     run_dir = Path(config.runs_dir) / name
+    if (run_dir / "last.npz").exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
+                          f"or choose another --name")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _point_latest_at(run_dir: Path) -> None:
+    """runs/latest -> the newest run folder (a symlink, replaced atomically; skipped where unsupported)."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{run_dir.name}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        tmp.replace(link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def train(config: TrainConfig, resume: str | Path | None = None, progress: bool = True,
@@ -142,8 +161,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, progress: bool 
         run_dir = Path(resume)
         _, _, meta = load_checkpoint(run_dir / "last.npz")
         config = TrainConfig.from_json(meta["config"])
-    else:
-        run_dir = _run_dir(config)
+    learning_rate(config, 0, 1)                       # refuse a bad schedule before anything is written
+    backend = make_backend(config)                    # likewise an unknown backend or a missing device
     try:
         train_x, _ = load_mnist(config.data_dir, "train")
     except MnistDataError:
@@ -153,7 +172,9 @@ def train(config: TrainConfig, resume: str | Path | None = None, progress: bool 
     if config.train_limit:
         train_x = train_x[:config.train_limit]
     dtype = np.dtype(config.dtype)
-    backend = make_backend(config)
+    if resume is None:
+        run_dir = _run_dir(config)
+    _point_latest_at(run_dir)
     shuffle_rng = np.random.default_rng([config.seed, 1])
     noise_rng = np.random.default_rng([config.seed, 2])
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)

@@ -1,0 +1,55 @@
+"""The ``vae`` subcommands, one module each; each module has ``register(subparsers)``.
+
+Shared argument types live here, so every command validates its options the
+same way: a bad value ends in one line naming the option and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+class UsageError(Exception):
+    """A bad command-line value; the message names the option and the fix."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(positive_int(t) for t in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 512,256, got {text!r}") from None
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=os.environ.get("VAE_DATA_DIR", "data"),
+                        help="folder holding MNIST/raw/ as torchvision lays it out (default: data, or $VAE_DATA_DIR)")
