@@ -1,0 +1,159 @@
+"""The PyTorch training backend: ``numpy_vae.backend.NumpyBackend``'s interface, NumPy arrays in and out.
+
+``numpy_vae.training`` finds this class through the entry point
+``vae_from_scratch.backends: torch`` and drives it exactly as it drives the NumPy
+backend, with the same batches and the same noise ``eps``.  Updates are
+``torch.optim.Adam`` (single-tensor path, the one NumPy's Adam mirrors) after
+``torch.nn.utils.clip_grad_norm_`` when clipping is asked for.
+
+``optimizer_state`` uses NumPy's flat layout (each moment flattened per parameter
+and concatenated in ``state_dict()`` order, plus ``step``), so a ``last.npz``
+written by either backend resumes in either.
+"""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from numpy_vae.backend import NonFiniteError
+from numpy_vae.model import INPUT_DIM, InputError, MLPVAE, parameter_shapes
+from numpy_vae.training import ConfigError
+
+from .convert import to_numpy, to_torch
+from .model import build_model, torch_dtype
+
+
+def resolve_device(device) -> torch.device:
+    """'cpu', 'cuda', 'cuda:1', ... -> torch.device; ConfigError (one line for the CLI) if unusable here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {device}: not a device torch knows; use --device cpu or --device cuda") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA is not available on this machine (torch.cuda.is_available() is False); "
+                              "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {device}: the torch backend runs on cpu or cuda")
+    return dev
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
+                 clip_grad_norm: float | None = None, device: str = "cpu"):
+        self.device = resolve_device(device)
+        config = dict(model_config)
+        self.dtype = np.dtype(config.pop("dtype", np.float32))
+        self.model = build_model(**config, dtype=torch_dtype(self.dtype), seed=seed, device=self.device)
+        self.params = list(self.model.parameters())
+        # foreach=False: the single-tensor loop (torch's default on CPU), whose arithmetic NumPy's Adam copies.
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay, foreach=False)
+        self.clip_grad_norm = clip_grad_norm
+        self.param_shapes = parameter_shapes(self.model.hidden, self.model.latent)
+        # For the NumPy model's own input check (MLPVAE.check_input reads only input_dim and dtype).
+        self._checker = SimpleNamespace(input_dim=INPUT_DIM, dtype=self.dtype)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=self.dtype)).to(self.device)
+
+    def _batch(self, x, eps) -> tuple[torch.Tensor, torch.Tensor]:
+        x = MLPVAE.check_input(self._checker, x)
+        eps = np.asarray(eps)
+        if eps.shape != (x.shape[0], self.model.latent):
+            raise InputError(f"eps must have shape ({x.shape[0]}, {self.model.latent}), got {eps.shape}; "
+                             f"draw it with numpy_vae.draw_eps")
+        if not np.isfinite(eps).all():
+            raise InputError("eps contains NaN or infinite values")
+        return self._tensor(x), self._tensor(eps)
+
+    # ------------------------------------------------------------- training
+    def train_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
+        """One Adam step on the batch; returns (loss, recon, kl) of the batch before the step."""
+        x, eps = self._batch(x, eps)
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(x, eps)
+        loss = float(out["loss"].detach())
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"loss is {loss}")
+        out["loss"].backward()
+        if self.clip_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params])
+        norm = float(norm)
+        if not math.isfinite(norm):
+            raise NonFiniteError(f"gradient norm is {norm}")
+        self.optimizer.step()
+        return loss, float(out["recon"].detach()), float(out["kl"].detach())
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    # ------------------------------------------------------------ inference
+    @torch.no_grad()
+    def evaluate(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
+        """(loss, recon, kl) batch means, no update."""
+        out = self.model(*self._batch(x, eps))
+        return float(out["loss"]), float(out["recon"]), float(out["kl"])
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x (B, 784) -> mu (B, L), logvar (B, L)."""
+        mu, logvar = self.model.encode(self._tensor(MLPVAE.check_input(self._checker, x)))
+        return mu.cpu().numpy(), logvar.cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """z (B, L) -> pixel probabilities (B, 784)."""
+        return self.model.decode(self._tensor(z), probs=True).cpu().numpy()
+
+    @torch.no_grad()
+    def decode_logits(self, z: np.ndarray) -> np.ndarray:
+        """z (B, L) -> Bernoulli logits (B, 784)."""
+        return self.model.decode(self._tensor(z)).cpu().numpy()
+
+    # ---------------------------------------------------------------- state
+    def get_params(self) -> dict[str, np.ndarray]:
+        return to_numpy(self.model)
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        to_torch(params, self.model)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """Adam's state in NumPy's layout: step, and exp_avg / exp_avg_sq flattened in params order."""
+        state = self.optimizer.state
+        step = int(state[self.params[0]]["step"]) if self.params[0] in state else 0
+        flat = {}
+        for key in ("exp_avg", "exp_avg_sq"):
+            parts = [state[p][key].detach().reshape(-1).cpu().numpy() if p in state
+                     else np.zeros(p.numel(), self.dtype) for p in self.params]
+            flat[key] = np.concatenate(parts)
+        return {"step": np.array(step, np.int64), **flat}
+
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        total = sum(p.numel() for p in self.params)
+        arrays = {}
+        for key in ("exp_avg", "exp_avg_sq"):
+            arr = np.asarray(state[key])
+            if arr.shape != (total,):
+                raise ValueError(f"optimizer state {key}: expected shape ({total},), got {arr.shape}")
+            arrays[key] = arr
+        step = int(state["step"])
+        per_param, offset = {}, 0
+        for i, p in enumerate(self.params):
+            size = p.numel()
+            per_param[i] = {"step": torch.tensor(float(step), dtype=torch.float32),
+                            **{key: torch.from_numpy(np.array(arr[offset:offset + size]).reshape(p.shape))
+                               for key, arr in arrays.items()}}
+            offset += size
+        sd = self.optimizer.state_dict()
+        sd["state"] = per_param if step > 0 else {}
+        self.optimizer.load_state_dict(sd)   # casts the moments to each parameter's dtype and device
