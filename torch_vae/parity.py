@@ -1,0 +1,245 @@
+"""``vae parity``: a cmp-style report of the NumPy reference against the PyTorch port.
+
+For one model configuration, same weights, same batch, same noise ``eps``, it
+prints, on the CPU and (where present) on CUDA, for every quantity:
+
+    exact      the two arrays are bit-for-bit equal
+    allclose   np.allclose(numpy, torch, rtol=TOL, atol=TOL * max|torch|)
+    max|diff|  the largest absolute difference
+    rel.err    ||numpy - torch|| / ||torch||     (Frobenius norms, computed in float64)
+
+Section 1 compares the forward outputs, d loss / d x and d loss / d every
+parameter (NumPy's hand-written backward against ``torch.autograd``).
+Section 2 compares every parameter after ``--steps`` Adam steps of each backend
+(NumPy's Adam against ``torch.optim.Adam``) on the same batches and noise.
+The exit status is 1 if any relative error exceeds its tolerance, as ``cmp``
+exits 1 when files differ.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import numpy_vae
+from numpy_vae.backend import NumpyBackend
+from numpy_vae.reparameterize import draw_eps
+
+from .backend import TorchBackend
+from .model import build_model, torch_dtype
+
+# Relative-error tolerances: gradients (section 1) and parameters after Adam steps (section 2).
+GRAD_TOL = {"float64": 1e-10, "float32": 1e-4}
+TRAJECTORY_TOL = {"float64": 1e-9, "float32": 1e-3}
+
+
+def relative_error(a, b) -> float:
+    """||a - b|| / ||b|| in float64 (a, b any shape, same shape); 0 when both are zero, inf when only b is."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    diff, ref = float(np.linalg.norm(a - b)), float(np.linalg.norm(b))
+    if ref == 0.0:
+        return 0.0 if diff == 0.0 else math.inf
+    return diff / ref
+
+
+@dataclass
+class Row:
+    """One line of the report: ``numpy`` against ``torch`` for the quantity ``name``."""
+    name: str
+    shape: tuple[int, ...]
+    exact: bool
+    allclose: bool
+    max_abs_diff: float
+    rel_err: float
+    tol: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rel_err <= self.tol
+
+
+def compare(name: str, numpy_value, torch_value, tol: float) -> Row:
+    """A Row comparing two arrays (torch tensors are moved to the CPU)."""
+    if isinstance(torch_value, torch.Tensor):
+        torch_value = torch_value.detach().cpu().numpy()
+    a, b = np.asarray(numpy_value), np.asarray(torch_value)
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    return Row(name, tuple(b.shape), bool(np.array_equal(a, b)),
+               bool(np.allclose(a, b, rtol=tol, atol=tol * scale)),
+               float(diff.max()) if diff.size else 0.0, relative_error(a, b), tol)
+
+
+# ----------------------------------------------------------------- section 1
+def gradient_rows(model_config: dict, x: np.ndarray, eps: np.ndarray, seed: int = 0,
+                  device="cpu", params: dict | None = None) -> list[Row]:
+    """Forward outputs and gradients of both implementations on one batch.
+
+    model_config: build_model's arch/latent/hidden/beta/dtype (dtype a NumPy dtype);
+    x (B, 784) in [0, 1]; eps (B, L).  Weights: ``params`` if given, else the
+    seed's initialization.  Rows: loss, recon, kl, mu, logvar, z, logits,
+    grad x, then grad of every parameter in state_dict order.
+    """
+    config = dict(model_config)
+    dtype = np.dtype(config.pop("dtype"))
+    tol = GRAD_TOL[dtype.name]
+    ref = numpy_vae.build_model(**config, dtype=dtype, seed=seed)
+    mod = build_model(**config, dtype=torch_dtype(dtype), seed=seed, device=device)
+    if params is not None:
+        ref.load_params(params)
+        from .convert import to_torch
+        to_torch(params, mod)
+    out_np = ref.forward(x, eps)
+    grads_np, dx_np = ref.backward()
+    xt = torch.tensor(np.asarray(x, dtype), device=device, requires_grad=True)
+    out_t = mod(xt, torch.tensor(np.asarray(eps, dtype), device=device))
+    names = list(dict(mod.named_parameters()))
+    grads_t = torch.autograd.grad(out_t["loss"], [xt, *mod.parameters()])
+    rows = [compare(k, out_np[k], out_t[k], tol) for k in ("loss", "recon", "kl", "mu", "logvar", "z", "logits")]
+    rows.append(compare("grad x", dx_np, grads_t[0], tol))
+    rows += [compare(f"grad {n}", grads_np[n], g, tol) for n, g in zip(names, grads_t[1:])]
+    return rows
+
+
+# ----------------------------------------------------------------- section 2
+def trajectory_rows(model_config: dict, batches: list[np.ndarray], seed: int = 0, device="cpu",
+                    lr: float = 1e-3, params: dict | None = None) -> list[Row]:
+    """Every parameter after one Adam step per batch with each backend (same noise, same start).
+
+    batches: list of (B, 784) arrays; the noise of step k is drawn from
+    ``default_rng([seed, 2])`` as the training loop draws it.
+    """
+    dtype = np.dtype(model_config["dtype"])
+    backends = [NumpyBackend(model_config, lr=lr, seed=seed),
+                TorchBackend(model_config, lr=lr, seed=seed, device=str(device))]
+    for b in backends:
+        if params is not None:
+            b.set_params(params)
+        rng = np.random.default_rng([seed, 2])
+        for x in batches:
+            b.train_step(x, draw_eps(rng, len(x), model_config["latent"], dtype))
+    p_np, p_t = (b.get_params() for b in backends)
+    return [compare(n, p_np[n], p_t[n], TRAJECTORY_TOL[dtype.name]) for n in p_t]
+
+
+# ------------------------------------------------------------------ printing
+def format_table(title: str, rows: list[Row]) -> str:
+    width = max(len(r.name) for r in rows)
+    lines = [title,
+             f"  {'quantity':<{width}}  {'shape':<11} {'exact':>5}  {'allclose':>8}  {'max|diff|':>9}  {'rel.err':>8}  tol",
+             ]
+    for r in rows:
+        shape = "x".join(map(str, r.shape)) or "scalar"
+        lines.append(f"  {r.name:<{width}}  {shape:<11} {'yes' if r.exact else 'no':>5}  "
+                     f"{'yes' if r.allclose else 'no':>8}  {r.max_abs_diff:9.2e}  {r.rel_err:8.2e}  "
+                     f"{'ok' if r.ok else 'FAIL > %.0e' % r.tol}")
+    worst = max(rows, key=lambda r: r.rel_err)
+    lines.append(f"  worst relative error {worst.rel_err:.2e} ({worst.name}); tolerance {worst.tol:.0e}")
+    return "\n".join(lines)
+
+
+def _input_batches(data_dir: str, batch: int, count: int, seed: int) -> tuple[list[np.ndarray], str]:
+    """``count`` batches of (batch, 784) images: the MNIST test set if present, else synthetic."""
+    from numpy_vae.data import MnistDataError, load_mnist
+    try:
+        images, _ = load_mnist(data_dir, "test")
+        source = f"MNIST test images from {data_dir}"
+    except MnistDataError:
+        rng = np.random.default_rng([seed, 5])
+        images = rng.random((batch * count, 784)).astype(np.float32)
+        images[images < 0.5] = 0.0          # mostly exact 0s and 1s, as MNIST is
+        images[images > 0.9] = 1.0
+        source = f"synthetic images (no MNIST in {data_dir}; `vae data fetch` gets it)"
+    n = batch * count
+    if len(images) < n:
+        raise ValueError(f"need {n} images, have {len(images)}")
+    return [images[i * batch:(i + 1) * batch] for i in range(count)], source
+
+
+def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch: int, steps: int, seed: int,
+               lr: float, data_dir: str, params: dict | None = None, out=print) -> bool:
+    """Print the report for each device and dtype; True if every relative error is within tolerance."""
+    batches, source = _input_batches(data_dir, batch, max(steps, 1), seed)
+    cfg = {k: v for k, v in model_config.items() if k != "dtype"}
+    out(f"vae parity: numpy_vae (hand-written backward, NumPy Adam) vs torch_vae (autograd, torch.optim.Adam)")
+    out(f"config: latent={cfg['latent']} hidden={','.join(map(str, cfg['hidden']))} beta={cfg['beta']:g} "
+        f"batch={batch} seed={seed}" + (" weights=checkpoint" if params is not None else " weights=init(seed)"))
+    out(f"input: {source}; eps from default_rng([seed, 2])")
+    out("rel.err = ||numpy - torch|| / ||torch||;  allclose: rtol = tol, atol = tol * max|torch|")
+    ok = True
+    for device in devices:
+        for name in dtypes:
+            dtype = np.dtype(name)
+            mc = {**cfg, "dtype": dtype}
+            eps = draw_eps(np.random.default_rng([seed, 2]), batch, cfg["latent"], dtype)
+            rows = gradient_rows(mc, batches[0], eps, seed=seed, device=device, params=params)
+            out("")
+            out(format_table(f"[{device}, {name}] forward outputs and gradients of the loss", rows))
+            ok &= all(r.ok for r in rows)
+            if steps:
+                rows = trajectory_rows(mc, batches[:steps], seed=seed, device=device, lr=lr, params=params)
+                out("")
+                out(format_table(f"[{device}, {name}] parameters after {steps} Adam steps (lr={lr:g})", rows))
+                ok &= all(r.ok for r in rows)
+    out("")
+    out("parity: all relative errors within tolerance" if ok else "parity: SOME RELATIVE ERRORS EXCEED TOLERANCE")
+    return ok
+
+
+# ---------------------------------------------------------------------- CLI
+def register(sub) -> None:
+    """Add ``vae parity`` to the ``vae`` command's subparsers."""
+    from numpy_vae.commands import add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
+    p = sub.add_parser("parity", help="compare the NumPy and PyTorch VAEs quantity by quantity (cmp-style)",
+                       description="Same weights, batch and noise through numpy_vae and torch_vae: for every "
+                                   "parameter, exact match, allclose, max abs diff and relative error of the "
+                                   "gradients, then of the parameters after a few Adam steps; on the CPU and, "
+                                   "where present, CUDA.  Exit status 1 if a relative error exceeds tolerance.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--latent", type=positive_int, default=20, help="latent dimensions")
+    p.add_argument("--hidden", type=hidden_sizes, default=(512, 256), help="encoder hidden sizes, e.g. 512,256")
+    p.add_argument("--beta", type=non_negative_float, default=1.0, help="weight of the KL term")
+    p.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
+    p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                   help="all: the CPU, and CUDA where torch.cuda.is_available()")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--steps", type=int, default=10, help="Adam steps for the trajectory section (0: skip it)")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, metavar="NPZ",
+                   help="use the weights and model config of a checkpoint (runs/NAME/last.npz) instead of the init")
+    add_data_dir(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from numpy_vae.commands import UsageError
+    from numpy_vae.training import ConfigError
+    if args.steps < 0:
+        raise UsageError(f"--steps {args.steps}: expected 0 or more")
+    config = {"arch": "mlp", "latent": args.latent, "hidden": tuple(args.hidden), "beta": args.beta}
+    params = None
+    if args.checkpoint is not None:
+        from numpy_vae.checkpoint import check_params, load_checkpoint
+        from numpy_vae.model import parameter_shapes
+        params, _, meta = load_checkpoint(args.checkpoint)
+        saved = meta.get("config", {})
+        config.update(latent=saved.get("latent", args.latent), hidden=tuple(saved.get("hidden", args.hidden)),
+                      beta=saved.get("beta", args.beta))
+        check_params(params, parameter_shapes(config["hidden"], config["latent"]), Path(args.checkpoint))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA is not available on this machine (torch.cuda.is_available() is False); "
+                          "use --device cpu")
+    devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}
+    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    ok = run_report(config, dtypes, devices[args.device], args.batch_size, args.steps, args.seed, args.lr,
+                    args.data_dir, params=params)
+    if args.device == "all" and not torch.cuda.is_available():
+        print("(no CUDA on this machine: torch.cuda.is_available() is False; CPU only)")
+    return 0 if ok else 1
