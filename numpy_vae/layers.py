@@ -49,28 +49,37 @@ class Linear:
 
 
 class ReLU:
-    """forward: x (B, n) -> max(x, 0) (B, n);  backward: dy (B, n) -> dx (B, n)."""
+    """forward: x (B, n) -> max(x, 0) (B, n);  backward: dy (B, n) -> dx (B, n).
 
-    def __init__(self):
+    With ``inplace=True`` (as ``torch.nn.ReLU(inplace=True)``) forward overwrites x
+    and backward overwrites dy, saving two (B, n) allocations per pass; the model
+    uses it because both arrays are fresh outputs of a matmul that nobody else holds.
+    """
+
+    def __init__(self, inplace: bool = False):
+        self.inplace = inplace
         self._y = None
 
     # y = max(x, 0)
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = np.maximum(x, 0)
+        self._y = np.maximum(x, 0, out=x if self.inplace else None)
         return self._y
 
     # dx = dy * [x > 0]   (the output is positive exactly where the input is)
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return np.where(self._y > 0, dy, 0).astype(dy.dtype, copy=False)
+        return np.multiply(dy, self._y > 0, out=dy if self.inplace else None)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function, exact to the last bit on both tails (no overflow for |x| large).
+def sigmoid(x: np.ndarray, e: np.ndarray | None = None) -> np.ndarray:
+    """Logistic function, exact on both tails (no overflow, tiny values kept for x << 0).
 
-    For x >= 0: 1 / (1 + e^-x); for x < 0: e^x / (1 + e^x); both with e = exp(-|x|) <= 1.
+    With e = exp(-|x|) <= 1 (pass it in if already computed):
+        x >= 0:  1 / (1 + e)        x < 0:  e / (1 + e)
+    written without a branch as  max(e, [x >= 0]) / (1 + e).
     """
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    if e is None:
+        e = np.exp(-np.abs(x))
+    return np.maximum(e, x >= 0, dtype=x.dtype) / (1 + e)
 
 
 class Sigmoid:

@@ -22,20 +22,24 @@ class BernoulliNLL:
     """
 
     def __init__(self):
-        self._logits = self._x = None
+        self._logits = self._x = self._e = None
 
     # nll = sum_d [ max(a, 0) - a x + log(1 + exp(-|a|)) ]     (a = logits)
     def forward(self, logits: np.ndarray, x: np.ndarray) -> np.ndarray:
-        self._logits, self._x = logits, x
-        elementwise = np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))
+        e = np.exp(-np.abs(logits))                 # in (0, 1]: never overflows
+        self._logits, self._x, self._e = logits, x, e
+        elementwise = np.maximum(logits, 0)
+        elementwise -= logits * x
+        elementwise += np.log1p(e)
         return elementwise.sum(axis=1)
 
     # dnll/da = sigmoid(a) - x,   dnll/dx = -a
-    def backward(self, dnll: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def backward(self, dnll: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         d = dnll[:, None]
-        dlogits = (sigmoid(self._logits) - self._x) * d
-        dx = -self._logits * d
-        return dlogits, dx
+        dlogits = sigmoid(self._logits, self._e)    # reuses forward's exp(-|a|)
+        dlogits -= self._x
+        dlogits *= d
+        return dlogits, (-self._logits * d if need_dx else None)
 
 
 class GaussianKL:

@@ -99,7 +99,7 @@ class MLPVAE:
             names = [n for n in shapes if n.startswith(prefix) and n.endswith(".weight")]
             for k, name in enumerate(names):
                 layers.append(linear(name, name[:-len("weight")] + "bias", shapes[name][0]))
-                layers.append(ReLU())
+                layers.append(ReLU(inplace=True))   # its input is a fresh matmul output
             return layers
 
         self.encoder = stack("encoder.")
@@ -196,7 +196,7 @@ class MLPVAE:
         if self._batch is None:
             raise RuntimeError("backward() needs a forward() first")
         per_sample = np.full(self._batch, 1.0 / self._batch, self.dtype)      # d mean / d item
-        dlogits, dx_target = self.nll.backward(per_sample)
+        dlogits, dx_target = self.nll.backward(per_sample, need_dx=need_input_grad)
         dz = dlogits
         for layer in reversed(self.decoder):
             dz = layer.backward(dz)

@@ -63,41 +63,58 @@ class Adam:
 
     Same bias correction, eps added after the square root and the division by
     sqrt(1 - b2^t), and L2 weight decay added to the gradient, as torch does.
+
+    The update walks the buffer in blocks of ``block`` elements: the dozen
+    elementwise passes then run on data that stays in the CPU's L2 cache,
+    instead of streaming five 4 MB arrays through memory a dozen times.
     """
 
     def __init__(self, params: np.ndarray, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, block: int = 32768):
         if not lr >= 0 or not eps >= 0 or not weight_decay >= 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Adam: need lr >= 0, eps >= 0, weight_decay >= 0 and 0 <= betas < 1; "
                              f"got lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+        if params.ndim != 1 or not params.flags.c_contiguous:
+            raise ValueError("Adam works on one flat contiguous buffer (model.flat)")
         self.params, self.lr, self.betas, self.eps, self.weight_decay = params, lr, tuple(betas), eps, weight_decay
         self.exp_avg = np.zeros_like(params)
         self.exp_avg_sq = np.zeros_like(params)
-        self._scratch = np.empty_like(params)
+        self.block = block
+        self._scratch = np.empty(min(block, params.size), params.dtype)
         self.step_count = 0
 
     def step(self, grad: np.ndarray) -> None:
-        b1, b2 = self.betas
-        p, m, v, s = self.params, self.exp_avg, self.exp_avg_sq, self._scratch
+        """One update with ``grad`` (same shape as params; not modified)."""
         self.step_count += 1
         t = self.step_count
+        step_size = self.lr / (1 - self.betas[0] ** t)
+        bias_correction2_sqrt = math.sqrt(1 - self.betas[1] ** t)
+        for start in range(0, self.params.size, self.block):
+            block = slice(start, start + self.block)
+            self._update(self.params[block], grad[block], self.exp_avg[block], self.exp_avg_sq[block],
+                         step_size, bias_correction2_sqrt)
+
+    def _update(self, p, g, m, v, step_size, bias_correction2_sqrt) -> None:
+        """adam_reference's arithmetic, in place on one block, in torch's order of operations."""
+        b1, b2 = self.betas
+        s = self._scratch[:p.size]
         if self.weight_decay:
-            grad = grad + self.weight_decay * p
+            g = g + self.weight_decay * p
         # m <- m + (1 - b1) (g - m)         (torch: exp_avg.lerp_(grad, 1 - b1))
-        np.subtract(grad, m, out=s)
+        np.subtract(g, m, out=s)
         s *= 1 - b1
         m += s
-        # v <- b2 v + (1 - b2) g^2
+        # v <- b2 v + (1 - b2) g^2          (torch: exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2))
         v *= b2
-        np.multiply(grad, grad, out=s)
+        np.multiply(g, g, out=s)
         s *= 1 - b2
         v += s
-        # p <- p - step_size * m / (sqrt(v) / sqrt(bc2) + eps)
+        # p <- p - step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
         np.sqrt(v, out=s)
-        s /= math.sqrt(1 - b2 ** t)
+        s /= bias_correction2_sqrt
         s += self.eps
         np.divide(m, s, out=s)
-        s *= self.lr / (1 - b1 ** t)
+        s *= step_size
         p -= s
 
     def state_dict(self) -> dict[str, np.ndarray]:

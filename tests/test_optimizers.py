@@ -10,11 +10,12 @@ from numpy_vae.optimizers import SGD, Adam, adam_reference
 
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), steps=st.integers(1, 30),
        lr=st.floats(1e-5, 1e-1), wd=st.sampled_from([0.0, 1e-2]),
-       b1=st.floats(0.0, 0.99), b2=st.floats(0.5, 0.9999))
-def test_in_place_adam_equals_the_reference_formula(seed, n, steps, lr, wd, b1, b2):
+       b1=st.floats(0.0, 0.99), b2=st.floats(0.5, 0.9999), block=st.integers(1, 64))
+def test_in_place_adam_equals_the_reference_formula(seed, n, steps, lr, wd, b1, b2, block):
+    """Blocked in-place update == textbook update, whatever the block size (partial last block too)."""
     rng = np.random.default_rng(seed)
     p = rng.normal(size=n)
-    opt = Adam(p, lr=lr, betas=(b1, b2), weight_decay=wd)
+    opt = Adam(p, lr=lr, betas=(b1, b2), weight_decay=wd, block=block)
     ref_p, m, v = p.copy(), np.zeros(n), np.zeros(n)
     g_scale = 0.0
     for t in range(1, steps + 1):
