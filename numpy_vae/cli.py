@@ -19,8 +19,21 @@ from .commands import UsageError, data, train
 BUILTIN_COMMANDS = [train, data]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, ``vae: error: ...``, and exit status 2 (not the whole usage).
+
+    Subparsers inherit the class (argparse makes them with ``type(parent)``), so
+    every subcommand, including those added through entry points, behaves alike.
+    ``--help`` is untouched.
+    """
+
+    def error(self, message: str):
+        message = " ".join(str(message).split())
+        self.exit(2, f"vae: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vae", description="A VAE on MNIST, in NumPy by hand and in PyTorch.")
+    parser = OneLineParser(prog="vae", description="A VAE on MNIST, in NumPy by hand and in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in BUILTIN_COMMANDS:
         module.register(sub)
@@ -42,8 +55,19 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except (UsageError, ConfigError, MnistDataError, CheckpointError, InputError, TrainingError) as e:
-        print(f"vae: error: {e}", file=sys.stderr)
+        print(f"vae: error: {_one_line(e)}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+    except MemoryError:
+        print("vae: error: out of memory; try a smaller --batch-size, --hidden or --latent", file=sys.stderr)
+        return 1
+    except OSError as e:            # a full disk, a folder that became unwritable, ...
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"vae: error: {where}{e.strerror or _one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

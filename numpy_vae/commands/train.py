@@ -1,65 +1,143 @@
-"""``vae train``: train a VAE on MNIST and write a run folder."""
+"""``vae train``: train a VAE on MNIST and write a run folder.
+
+Every option is checked here, before anything is loaded or written: a bad
+value ends in one line, ``vae: error: --OPTION ...``, and a non-zero exit.
+Training options default to None so that an explicit one can be told apart:
+it overrides the preset, and it is refused together with ``--resume`` (a
+resumed run keeps its saved configuration, which is what makes it exact).
+"""
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 from . import UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
+
+#: Named starting points; explicit options override them.
+PRESETS = {
+    "default": {},                                   # the standard run: TrainConfig's defaults
+    "quick": {"epochs": 1, "train_limit": 5000},     # a fast smoke run, about a minute on a laptop CPU
+}
+# Options that set the training configuration (TrainConfig fields).
+CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "clip_grad_norm",
+                  "latent", "hidden", "beta", "dtype", "seed", "runs_dir", "name", "train_limit")
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def run_name(text: str) -> str:
+    if not text or text in (".", "..", "latest") or "/" in text or "\\" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected a plain folder name (no '/', not '.', '..' or 'latest'), got {text!r}")
+    return text
 
 
 def register(sub) -> None:
     from ..training import TrainConfig
     d = TrainConfig()
     p = sub.add_parser("train", help="train a VAE on MNIST and write a run folder",
-                       description="Train a VAE on MNIST; writes runs/NAME/ with config, metrics.csv, checkpoints and figures.")
-    p.add_argument("--backend", default=d.backend, help="numpy (hand-written gradients) or torch (default: numpy)")
-    p.add_argument("--device", default=d.device, help="cpu or cuda (torch backend only; default: cpu)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default: {d.epochs}")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default: {d.batch_size}")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help=f"Adam learning rate (default: {d.lr})")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=d.lr_schedule,
+                       description="Train a VAE on MNIST; writes runs/NAME/ with config, metrics.csv, checkpoints and "
+                                   "figures. A checkpoint is written atomically after every epoch; an interrupted "
+                                   "run continues exactly with --resume RUN_DIR.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="default: the standard run; quick: 1 epoch on 5000 images (options given explicitly win)")
+    p.add_argument("--backend", default=None, help=f"numpy (hand-written gradients) or torch (default: {d.backend})")
+    p.add_argument("--device", default=None, help=f"cpu or cuda (torch backend only; default: {d.device})")
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"default: {d.epochs}")
+    p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: {d.batch_size}")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default: {d.lr})")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help=f"default: {d.lr_schedule}")
-    p.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay)
+    p.add_argument("--weight-decay", type=non_negative_float, default=None, help=f"default: {d.weight_decay}")
     p.add_argument("--clip-grad-norm", type=positive_float, default=None,
                    help="clip the global gradient norm to this value (as torch.nn.utils.clip_grad_norm_)")
-    p.add_argument("--latent", type=positive_int, default=d.latent, help=f"latent dimensions (default: {d.latent})")
-    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden,
+    p.add_argument("--latent", type=positive_int, default=None, help=f"latent dimensions (default: {d.latent})")
+    p.add_argument("--hidden", type=hidden_sizes, default=None,
                    help="encoder hidden sizes, mirrored by the decoder (default: 512,256)")
-    p.add_argument("--beta", type=non_negative_float, default=d.beta, help="weight of the KL term (default: 1)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--beta", type=non_negative_float, default=None, help=f"weight of the KL term (default: {d.beta})")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"default: {d.dtype}")
+    p.add_argument("--seed", type=non_negative_int, default=None, help=f"default: {d.seed}")
     add_data_dir(p)
-    p.add_argument("--runs-dir", default=d.runs_dir, help="parent of run folders (default: runs)")
-    p.add_argument("--name", default=None, help="run folder name (default: BACKEND-DATE-TIME)")
+    p.set_defaults(data_dir=None)    # None: not given (then $VAE_DATA_DIR or data; with --resume, the run's own)
+    p.add_argument("--runs-dir", default=None, help=f"parent of run folders (default: {d.runs_dir})")
+    p.add_argument("--name", type=run_name, default=None, help="run folder name (default: BACKEND-DATE-TIME)")
     p.add_argument("--train-limit", type=positive_int, default=None, help="train on the first N images only")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue the run in RUN_DIR from its last checkpoint (its saved config wins)")
+                   help="continue the run in RUN_DIR from its last checkpoint, with its saved configuration; "
+                        "the result equals the uninterrupted run bit for bit (only --data-dir may be given with it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures and report at the end")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from ..training import TrainConfig, train
-    if args.resume is not None:
-        if not (Path(args.resume) / "last.npz").is_file():
-            raise UsageError(f"--resume {args.resume}: no last.npz there; pass a run folder written by `vae train`")
-        train(None, resume=args.resume, progress=not args.no_progress)
-        return 0
-    if args.backend == "numpy" and args.device != "cpu":
-        raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
-    runs_dir = Path(args.runs_dir)
-    probe = runs_dir
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _writable_folder(path: Path, option: str, what: str) -> None:
+    """``path`` is a folder we can write in, or can be created under a writable ancestor."""
+    probe = path
     while not probe.exists():
+        if probe.parent == probe:
+            break
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"--runs-dir {args.runs_dir}: {probe} is not a writable folder; pick another --runs-dir")
-    data_dir = Path(args.data_dir)
-    if data_dir.exists() and not data_dir.is_dir():
-        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
-    config = TrainConfig(**{k: getattr(args, k) for k in (
-        "backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "clip_grad_norm",
-        "latent", "hidden", "beta", "dtype", "seed", "data_dir", "runs_dir", "name", "train_limit")})
-    train(config, progress=not args.no_progress)
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"{option} {path}: {probe} is a file, not a folder; {what}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {probe} is not writable; {what}")
+
+
+def check_data_dir(data_dir: str) -> None:
+    """An existing folder holding MNIST/raw, or a place where `vae data fetch` could create it."""
+    from ..data import raw_dir
+    path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--data-dir {data_dir} is a file, not a folder; point it at the folder holding MNIST/raw")
+    if not raw_dir(path).is_dir():
+        _writable_folder(path, "--data-dir", "MNIST is not there and could not be fetched into it; "
+                                             "pick a folder holding MNIST/raw, or a writable one")
+
+
+def run(args) -> int:
+    from ..training import TrainConfig, available_backends, train
+    given = [dest for dest in CONFIG_OPTIONS if getattr(args, dest) is not None]
+    if args.resume is not None:
+        if given or args.preset != "default":
+            first = _option(given[0]) if given else "--preset"
+            raise UsageError(f"{first} cannot be combined with --resume: a resumed run keeps the configuration "
+                             f"saved in {Path(args.resume) / 'last.npz'} (only --data-dir may be given)")
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise UsageError(f"--resume {args.resume}: no such folder; pass a run folder written by `vae train`")
+        if not (run_dir / "last.npz").is_file():
+            raise UsageError(f"--resume {args.resume}: no last.npz there; pass a run folder written by `vae train`")
+        _writable_folder(run_dir, "--resume", "the resumed run writes its checkpoints there")
+        if args.data_dir is not None:
+            check_data_dir(args.data_dir)
+        train(None, resume=run_dir, progress=not args.no_progress, figures=not args.no_figures,
+              data_dir=args.data_dir)
+        return 0
+
+    values = {**vars(TrainConfig()), **PRESETS[args.preset], **{k: getattr(args, k) for k in given}}
+    values["data_dir"] = args.data_dir if args.data_dir is not None else os.environ.get("VAE_DATA_DIR", "data")
+    if values["backend"] not in available_backends():
+        raise UsageError(f"--backend {values['backend']}: unknown backend; available: {', '.join(available_backends())}")
+    if values["backend"] == "numpy" and values["device"] != "cpu":
+        raise UsageError(f"--device {values['device']}: the numpy backend runs on the CPU; use --backend torch for cuda")
+    runs_dir = Path(values["runs_dir"])
+    _writable_folder(runs_dir, "--runs-dir", "pick another --runs-dir")
+    if values["name"] and (runs_dir / values["name"] / "last.npz").exists():
+        raise UsageError(f"--name {values['name']}: {runs_dir / values['name']} already holds a run; continue it "
+                         f"with --resume {runs_dir / values['name']}, or choose another --name")
+    check_data_dir(values["data_dir"])
+    config = TrainConfig(**values)
+    train(config, progress=not args.no_progress, figures=not args.no_figures)
     return 0
-
-
