@@ -70,6 +70,10 @@ class NumpyBackend:
         """Pixel probabilities (B, 784)."""
         return self.model.decode(z, probs=True)
 
+    def decode_logits(self, z: np.ndarray) -> np.ndarray:
+        """Bernoulli logits (B, 784), for log-likelihoods without the round trip through sigmoid."""
+        return self.model.decode(z)
+
     # ---------------------------------------------------------------- state
     def get_params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.model.params.items()}
