@@ -1,0 +1,155 @@
+"""The importance-weighted estimate of the test log-likelihood (Burda, Grosse and Salakhutdinov, 2015).
+
+For one image x, with K draws z_k = mu + sigma * eps_k from the encoder's q(z|x)::
+
+    log w_k  = log p(x|z_k) + log p(z_k) - log q(z_k|x)
+    NLL_K(x) = -log (1/K) sum_k w_k          (a log-sum-exp of the log w_k)
+
+E[NLL_K] decreases with K towards -log p(x); NLL_1 is the negative ELBO.
+For the same draws, Jensen's inequality gives NLL_K <= -(1/K) sum_k log w_k
+exactly, image by image.
+
+Everything here is NumPy.  The model is reached only through two functions,
+``encode(x) -> (mu, logvar)`` and ``decode_logits(z) -> logits`` (any backend
+has them), and every eps is drawn in NumPy from a Generator seeded by
+``(seed, index of the image)``.  So the result does not depend on the batch
+or chunk sizes, on ``--limit``, or on which backend evaluates the network:
+given the same weights, both backends see the same noise.
+
+Memory stays bounded whatever K is: the K draws of an image are decoded in
+chunks of at most ``max_rows`` rows (images x draws) and folded into a running
+log-sum-exp, so no (K, 784) array ever exists for large K.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .reparameterize import draw_eps
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def bernoulli_log_likelihood(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """log p(x|z) = sum_d [x_d a_d - softplus(a_d)] from logits a (..., D) and targets x (..., D): (...,).
+
+    The same stable form as ``losses.BernoulliNLL`` (never exponentiates a positive
+    number).  ``x`` broadcasts against ``a``: (B, 1, D) targets for (B, K, D) logits.
+    """
+    a = np.asarray(logits)
+    softplus = np.abs(a)
+    np.negative(softplus, out=softplus)
+    np.exp(softplus, out=softplus)
+    np.log1p(softplus, out=softplus)
+    softplus += np.maximum(a, 0)
+    x = np.asarray(x, a.dtype)
+    if a.ndim == 3 and x.ndim == 3 and x.shape[1] == 1:
+        xa = (a @ x.transpose(0, 2, 1))[..., 0]      # (B, K, D) @ (B, D, 1): one BLAS call per image
+    else:
+        xa = (a * x).sum(axis=-1)
+    return xa - softplus.sum(axis=-1)
+
+
+def log_prior_ratio(z: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """log p(z) - log q(z|x) for z = mu + exp(logvar/2) eps, summed over the last axis, in float64.
+
+    = sum_l [ -z^2/2 + eps^2/2 + logvar/2 ]  (the log 2 pi terms cancel).
+    """
+    z, logvar, eps = (np.asarray(a, np.float64) for a in (z, logvar, eps))
+    return 0.5 * (eps * eps - z * z + logvar).sum(axis=-1)
+
+
+def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """KL(N(mu, e^logvar) || N(0, I)) per row, summed over latent dims, in float64: (R,)."""
+    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    return 0.5 * (mu * mu + np.exp(logvar) - 1 - logvar).sum(axis=1)
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    """The Generator of test image ``index``: its K draws of eps come from here, in order."""
+    return np.random.default_rng([seed, 5, index])
+
+
+@dataclass
+class Estimate:
+    """Per-image results of :func:`importance_weighted_nll` (all float64, shape (N,))."""
+
+    nll: np.ndarray        # -log (1/K) sum_k w_k
+    neg_elbo: np.ndarray   # mean_k [-log p(x|z_k)] + KL(q(z|x) || p(z)), the KL in closed form (as training reports it)
+    neg_elbo_mc: np.ndarray  # -(1/K) sum_k log w_k, the same draws as nll: nll <= neg_elbo_mc exactly
+    k: int
+    seconds: float
+
+    @staticmethod
+    def _mean_se(values: np.ndarray) -> tuple[float, float]:
+        n = len(values)
+        se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+        return float(values.mean()), se
+
+    def summary(self) -> dict:
+        nll, nll_se = self._mean_se(self.nll)
+        elbo, elbo_se = self._mean_se(self.neg_elbo)
+        gap, gap_se = self._mean_se(self.neg_elbo - self.nll)
+        return {"k": self.k, "images": int(len(self.nll)), "seconds": self.seconds,
+                "iwae_nll": nll, "iwae_nll_se": nll_se, "neg_elbo": elbo, "neg_elbo_se": elbo_se,
+                "gap": gap, "gap_se": gap_se}
+
+
+def importance_weighted_nll(encode, decode_logits, x: np.ndarray, k: int = 5000, seed: int = 0,
+                            first_index: int = 0, max_rows: int = 4096, progress: bool = False,
+                            desc: str = "IWAE") -> Estimate:
+    """The importance-weighted NLL estimate of every row of ``x`` (N, 784), with K draws each.
+
+    ``encode(x) -> (mu, logvar)`` and ``decode_logits(z) -> logits`` are the model
+    (e.g. a backend's methods).  Row i uses the Generator ``image_rng(seed, first_index + i)``.
+    Rows are processed ``max(1, max_rows // K)`` images at a time, and each image's
+    draws in chunks of at most ``max_rows`` rows.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"K must be a positive integer number of importance samples, got {k!r}")
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
+    x = np.asarray(x)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (N, D) array of images, got shape {x.shape}")
+    n, k = len(x), int(k)
+    nll, neg_elbo, neg_elbo_mc = (np.empty(n) for _ in range(3))
+    images_per_batch = max(1, max_rows // k)
+    chunk = min(k, max_rows)
+    t0 = time.perf_counter()
+    with tqdm(total=n, desc=desc, unit="image", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, n, images_per_batch):
+            xb = x[start:start + images_per_batch]
+            b = len(xb)
+            mu, logvar = (np.asarray(a) for a in encode(xb))
+            latent = mu.shape[1]
+            rngs = [image_rng(seed, first_index + start + i) for i in range(b)]
+            run_max = np.full(b, -np.inf)          # running log-sum-exp: max so far ...
+            run_sum = np.zeros(b)                  # ... and sum_k exp(log w_k - max)
+            sum_logw = np.zeros(b)
+            sum_loglik = np.zeros(b)
+            sigma = np.exp(0.5 * logvar)[:, None, :]
+            for k0 in range(0, k, chunk):
+                kc = min(chunk, k - k0)
+                eps = np.stack([draw_eps(r, kc, latent, mu.dtype) for r in rngs])      # (b, kc, L)
+                z = mu[:, None, :] + eps * sigma        # as Reparameterize computes it, in the model's dtype
+                logits = np.asarray(decode_logits(z.reshape(b * kc, latent))).reshape(b, kc, -1)
+                loglik = bernoulli_log_likelihood(logits, xb[:, None, :]).astype(np.float64)   # (b, kc)
+                logw = loglik + log_prior_ratio(z, logvar[:, None, :], eps)
+                sum_logw += logw.sum(axis=1)
+                sum_loglik += loglik.sum(axis=1)
+                new_max = np.maximum(run_max, logw.max(axis=1))
+                run_sum = run_sum * np.exp(run_max - new_max) + np.exp(logw - new_max[:, None]).sum(axis=1)
+                run_max = new_max
+            sl = slice(start, start + b)
+            nll[sl] = -(run_max + np.log(run_sum) - math.log(k))
+            neg_elbo_mc[sl] = -sum_logw / k
+            neg_elbo[sl] = -sum_loglik / k + gaussian_kl(mu, logvar)
+            bar.update(b)
+            if bar.n and not bar.disable:
+                bar.set_postfix(nll=f"{nll[:start + b].mean():.2f}")
+    return Estimate(nll=nll, neg_elbo=neg_elbo, neg_elbo_mc=neg_elbo_mc, k=k, seconds=time.perf_counter() - t0)

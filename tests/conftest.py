@@ -1,0 +1,35 @@
+"""Small trained runs shared by the report, IWAE and active-unit tests (trained once per session).
+
+Both train on the first 5,000 real MNIST images for 2 epochs with a 784-64-32
+encoder: a few seconds each, enough for a model that has learned something.
+"""
+from pathlib import Path
+
+import pytest
+
+from numpy_vae.data import load_mnist
+from numpy_vae.training import TrainConfig, train
+
+
+def _train(root: Path, data_dir: Path, name: str, latent: int, figures: bool) -> Path:
+    config = TrainConfig(epochs=2, train_limit=5000, latent=latent, hidden=(64, 32), data_dir=str(data_dir),
+                         runs_dir=str(root), name=name)
+    return train(config, progress=False, figures=figures, log=lambda *a: None)
+
+
+@pytest.fixture(scope="session")
+def small_run(real_mnist_dir, tmp_path_factory) -> Path:
+    """A run folder with a 2-D latent, trained by `train` with its end-of-run report."""
+    return _train(tmp_path_factory.mktemp("small_runs"), real_mnist_dir, "latent2", 2, figures=True)
+
+
+@pytest.fixture(scope="session")
+def small_run_latent5(real_mnist_dir, tmp_path_factory) -> Path:
+    """A run folder with a 5-D latent, trained without figures."""
+    return _train(tmp_path_factory.mktemp("small_runs"), real_mnist_dir, "latent5", 5, figures=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_test(real_mnist_dir):
+    """(images (10000, 784) float32 in [0, 1], labels (10000,))."""
+    return load_mnist(real_mnist_dir, "test")
