@@ -14,9 +14,9 @@ import argparse
 import sys
 from importlib import metadata
 
-from .commands import UsageError, data, train
+from .commands import UsageError, data, evaluate, report, train
 
-BUILTIN_COMMANDS = [train, data]
+BUILTIN_COMMANDS = [train, report, evaluate, data]
 
 
 class OneLineParser(argparse.ArgumentParser):

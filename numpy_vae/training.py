@@ -397,6 +397,6 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
     final = rows[-1]["test_loss"] if rows else float("nan")
     log(f"test negative ELBO: {final:.2f} nats per sample (best {best:.2f}); run folder {run_dir}")
     if figures:
-        from .figures import save_training_figures
-        save_training_figures(backend, test_x, run_dir, seed=config.seed)
+        from .report import write_report
+        write_report(run_dir, backend=backend, data_dir=config.data_dir, progress=progress, log=log)
     return run_dir

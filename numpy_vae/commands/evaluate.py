@@ -1,0 +1,76 @@
+"""``vae evaluate CHECKPOINT``: test negative ELBO and the importance-weighted NLL estimate."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from . import UsageError, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="test-set negative ELBO and importance-weighted NLL of a checkpoint",
+                       description="Estimate -log p(x) on the MNIST test set with K importance samples "
+                                   "(Burda et al. 2015), and the negative ELBO from the same draws, as mean and "
+                                   "standard error over the test images. Works on checkpoints of either backend; "
+                                   "the noise is drawn in NumPy, so both backends see the same draws.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz written by `vae train`, or a run folder (its last.npz)")
+    p.add_argument("-k", "--k", dest="k", type=positive_int, default=5000,
+                   help="importance samples per test image (default: 5000, as Burda et al.)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N test images")
+    p.add_argument("--backend", default="numpy",
+                   help="network evaluated by: numpy (default) or torch; the estimator itself is NumPy either way")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend only)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default: 0)")
+    p.add_argument("--max-rows", type=positive_int, default=4096,
+                   help="decode at most this many (image, sample) rows at once: bounds memory (default: 4096)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding MNIST/raw/ (default: $VAE_DATA_DIR, else the run's data_dir)")
+    p.add_argument("--no-save", action="store_true",
+                   help="do not write evaluation.json beside the checkpoint (`vae report` shows it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def format_summary(s: dict) -> str:
+    """The numbers as papers print them: nats per test image, mean ± standard error."""
+    return (f"test negative ELBO          {s['neg_elbo']:8.2f} ± {s['neg_elbo_se']:.2f} nats\n"
+            f"test NLL, IWAE K={s['k']:<9d} {s['iwae_nll']:8.2f} ± {s['iwae_nll_se']:.2f} nats"
+            f"   (-log p(x) <= this, in expectation)\n"
+            f"gap ELBO - IWAE              {s['gap']:8.2f} ± {s['gap_se']:.2f} nats\n"
+            f"({s['images']:,} test images; ± is the standard error over them; {s['seconds']:.1f} s)")
+
+
+def run(args) -> int:
+    from ..checkpoint import atomic_write
+    from ..data import load_mnist
+    from ..iwae import importance_weighted_nll
+    from ..report import EVALUATION_FILE
+    from ..restore import load_backend, resolve_checkpoint
+    if args.backend == "numpy" and args.device != "cpu":
+        raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
+    path = resolve_checkpoint(args.checkpoint)
+    backend, config, meta = load_backend(path, backend=args.backend, device=args.device)
+    if not hasattr(backend, "decode_logits"):
+        raise UsageError(f"--backend {args.backend}: this backend has no decode_logits(z) method, which the "
+                         f"likelihood needs; use --backend numpy")
+    data_dir = args.data_dir or os.environ.get("VAE_DATA_DIR") or config.data_dir
+    test_x, _ = load_mnist(data_dir, "test")      # its error says how to fetch MNIST
+    if args.limit:
+        test_x = test_x[:args.limit]
+    print(f"{path}: {config.latent}-D latent, hidden {','.join(map(str, config.hidden))}, trained with "
+          f"{meta.get('backend', config.backend)} for {meta.get('epoch', '?')} epochs; evaluated by {args.backend}, "
+          f"K = {args.k}")
+    est = importance_weighted_nll(backend.encode, backend.decode_logits, test_x, k=args.k, seed=args.seed,
+                                  max_rows=args.max_rows, progress=not args.no_progress)
+    summary = est.summary()
+    print(format_summary(summary))
+    if not args.no_save:
+        record = {"checkpoint": path.name, "backend": args.backend, "seed": args.seed, "limit": args.limit,
+                  "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}
+        out = path.parent / EVALUATION_FILE
+        try:
+            atomic_write(out, lambda f: f.write(json.dumps(record, indent=2).encode()))
+            print(f"saved {out}")
+        except OSError as e:
+            print(f"note: could not write {out} ({e}); the numbers above are the result")
+    return 0
