@@ -1,0 +1,94 @@
+"""Floating-point operations of one training step and one inference pass, counted from the layer shapes.
+
+The formula (B = batch size; every Linear maps ``n_in -> n_out``; P = number of parameters)::
+
+    forward   F = sum over Linears of 2 * B * n_in * n_out          (one multiply + one add per weight per sample)
+    backward  for every Linear  dW = dY^T X  ->  2 * B * n_in * n_out
+                                dX = dY W    ->  2 * B * n_in * n_out
+              except the first encoder Linear, whose input is the data x: training
+              never needs dloss/dx, so its dX is skipped:
+              Bwd = 2 F - 2 * B * 784 * hidden[0]
+    Adam      K_ADAM = 13 FLOPs per parameter: the 13 elementwise operations of
+              numpy_vae.optimizers.Adam._update (m: sub, mul, add; v: mul, square, mul, add;
+              p: sqrt, div, add eps, div, mul, sub), sqrt and division counted as one FLOP each.
+              torch.optim.Adam's single-tensor update does the same arithmetic.
+    train step     = F + Bwd + 13 P
+    inference pass = F   (encode: encoder + both heads; decode: the decoder from mu)
+
+The two heads (fc_mu and fc_logvar, 256 -> L each) count as one 256 -> 2L Linear;
+the FLOPs are the same either way.
+
+Explicitly NOT counted: bias additions and bias gradients, ReLU and its mask,
+the reparameterization, the Bernoulli log-likelihood (sigmoid/softplus), the KL
+term, and everything else elementwise or memory-bound.  They are O(B * sum of
+layer widths), not O(B * sum of layer products): for the default 784-512-256
+model that is some 2,600 activations per sample against about 1.07 million
+multiply-adds, so together under 3% of the count even at ~10 FLOPs per
+activation.  The count is therefore the matmul work (plus Adam), the part a BLAS
+can do at the machine's matrix-multiply rate, which is what "fraction of the
+matmul peak" compares against.
+"""
+from __future__ import annotations
+
+import math
+
+from numpy_vae.model import INPUT_DIM, parameter_shapes
+
+K_ADAM = 13
+
+
+def linear_shapes(hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> list[tuple[str, int, int]]:
+    """(name, n_in, n_out) of every Linear the model runs, the two heads merged into one."""
+    shapes = parameter_shapes(tuple(hidden), latent, input_dim)
+    layers = []
+    for name, shape in shapes.items():
+        if not name.endswith(".weight") or name == "fc_logvar.weight":
+            continue
+        n_out, n_in = shape
+        if name == "fc_mu.weight":
+            name, n_out = "heads (fc_mu + fc_logvar)", 2 * n_out
+        layers.append((name.removesuffix(".weight"), n_in, n_out))
+    return layers
+
+
+def num_params(hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
+    return sum(math.prod(s) for s in parameter_shapes(tuple(hidden), latent, input_dim).values())
+
+
+def forward_flops(batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
+    """F: the matmul FLOPs of one forward pass (= of one encode + decode)."""
+    return sum(2 * batch * n_in * n_out for _, n_in, n_out in linear_shapes(hidden, latent, input_dim))
+
+
+def backward_flops(batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
+    """Bwd = 2 F minus the first layer's input gradient, which training skips."""
+    return 2 * forward_flops(batch, hidden, latent, input_dim) - 2 * batch * input_dim * int(hidden[0])
+
+
+def adam_flops(hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
+    return K_ADAM * num_params(hidden, latent, input_dim)
+
+
+def step_flops(mode: str, batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
+    """FLOPs of one ``mode`` ('train' or 'infer') call at this batch size."""
+    if mode == "infer":
+        return forward_flops(batch, hidden, latent, input_dim)
+    if mode == "train":
+        return (forward_flops(batch, hidden, latent, input_dim) + backward_flops(batch, hidden, latent, input_dim)
+                + adam_flops(hidden, latent, input_dim))
+    raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
+
+
+def breakdown(batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> dict:
+    """Every term, for the JSON output."""
+    return {"batch": batch, "forward": forward_flops(batch, hidden, latent, input_dim),
+            "backward": backward_flops(batch, hidden, latent, input_dim),
+            "adam": adam_flops(hidden, latent, input_dim), "k_adam": K_ADAM,
+            "params": num_params(hidden, latent, input_dim),
+            "train_step": step_flops("train", batch, hidden, latent, input_dim),
+            "infer": step_flops("infer", batch, hidden, latent, input_dim),
+            "linears": [list(x) for x in linear_shapes(hidden, latent, input_dim)]}
+
+
+FORMULA = ("train = F + (2F - 2*B*784*h1) + 13*P;  infer = F;  F = sum_Linear 2*B*n_in*n_out "
+           "(heads as one Linear h_last->2L); elementwise ops (bias, ReLU, reparameterization, loss, KL) not counted")

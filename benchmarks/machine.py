@@ -1,0 +1,115 @@
+"""What the numbers were measured on: CPU, cores, BLAS, threads, GPU, library versions."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+
+def _cpuinfo() -> dict:
+    """CPU model and physical core count from /proc/cpuinfo (Linux); platform.processor() elsewhere."""
+    model, cores, simd = None, set(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            physical = core = None
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in ("model name", "Processor", "cpu model") and model is None:
+                    model = value
+                elif key == "flags" and not simd:
+                    flags = set(value.split())
+                    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+                            if f in flags]
+                elif key == "physical id":
+                    physical = value
+                elif key == "core id":
+                    core = value
+                elif not key and core is not None:
+                    cores.add((physical, core))
+                    physical = core = None
+            if core is not None:
+                cores.add((physical, core))
+    except OSError:
+        pass
+    return {"cpu_model": model or platform.processor() or platform.machine(),
+            "physical_cores": len(cores) or None, "simd": simd}
+
+
+def _mem_total_gb() -> float | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def blas_info() -> list[dict]:
+    """The BLAS/OpenMP libraries loaded in this process and their thread counts (threadpoolctl),
+    or numpy.show_config's description when threadpoolctl is missing."""
+    try:
+        from threadpoolctl import threadpool_info
+        return [{k: v for k, v in lib.items() if k in ("user_api", "internal_api", "prefix", "version",
+                                                        "num_threads", "threading_layer", "architecture")}
+                for lib in threadpool_info()]
+    except ImportError:
+        import numpy as np
+        try:
+            cfg = np.show_config(mode="dicts")
+            return [{"source": "numpy.show_config", **cfg.get("Build Dependencies", {}).get("blas", {})}]
+        except TypeError:                       # numpy < 1.25 has no mode=
+            return [{"source": "numpy.show_config", "note": "see numpy.show_config()"}]
+
+
+def describe(torch_needed: bool = True) -> dict:
+    """Everything about the machine and software that the numbers depend on."""
+    import numpy as np
+    info = {**_cpuinfo(),
+            "logical_cpus": os.cpu_count(),
+            "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "memory_gb": _mem_total_gb(),
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "os": platform.platform(), "python": sys.version.split()[0], "numpy": np.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "OMP_WAIT_POLICY", "CUDA_VISIBLE_DEVICES") if k in os.environ}
+    info["thread_env"] = env
+    if torch_needed:
+        import torch
+        info.update({"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                     "torch_interop_threads": torch.get_num_interop_threads(),
+                     "torch_blas": _torch_blas(torch), "cuda_available": torch.cuda.is_available()})
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            info.update({"gpu": torch.cuda.get_device_name(0), "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+                         "gpu_count": torch.cuda.device_count(), "cuda_version": torch.version.cuda,
+                         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32)})
+    info["blas"] = blas_info()        # after importing torch, so its OpenMP runtime is listed too
+    return info
+
+
+def _torch_blas(torch) -> str:
+    cfg = torch.__config__.show()
+    for line in cfg.splitlines():
+        if "BLAS_INFO" in line:
+            return line.split("BLAS_INFO=")[-1].split(",")[0]
+    return "mkl" if torch.backends.mkl.is_available() else "unknown"
+
+
+def label(info: dict) -> str:
+    """One line for figure titles and the README: CPU, cores, BLAS (and GPU)."""
+    blas = next((b for b in info.get("blas", []) if b.get("user_api") == "blas"), {})
+    blas_text = " ".join(str(x) for x in (blas.get("internal_api"), blas.get("version"), blas.get("architecture")) if x)
+    cores = info.get("usable_cpus")
+    text = f"{info.get('cpu_model')}, {cores} core{'s' if cores != 1 else ''}"
+    if blas_text:
+        text += f", NumPy {info.get('numpy')} + {blas_text}"
+    if info.get("torch"):
+        text += f", torch {info['torch'].split('+')[0]} ({info.get('torch_threads')} threads)"
+    if info.get("gpu"):
+        text += f", GPU {info['gpu']}"
+    return text
