@@ -82,7 +82,8 @@ def describe(torch_needed: bool = True) -> dict:
         import torch
         info.update({"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                      "torch_interop_threads": torch.get_num_interop_threads(),
-                     "torch_blas": _torch_blas(torch), "cuda_available": torch.cuda.is_available()})
+                     "torch_blas": _torch_blas(torch), "cuda_available": torch.cuda.is_available(),
+                     "float32_matmul_precision": torch.get_float32_matmul_precision()})
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             info.update({"gpu": torch.cuda.get_device_name(0), "gpu_memory_gb": round(props.total_memory / 2**30, 1),
