@@ -1,0 +1,113 @@
+"""The benchmark harness cannot rot: the runner on a tiny grid, and the FLOP formula by hand.
+
+No timing assertions here: benchmarks measure, they do not pass or fail.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from benchmarks import flops
+from benchmarks.runner import _fit_overhead, _knee
+
+pytest.importorskip("matplotlib")
+
+
+def test_flop_formula_against_a_hand_count():
+    # input 4, hidden (3,), latent 2:  Linears 4->3 (encoder.0), 3->4 (both heads), 2->3, 3->4 (decoder)
+    assert [(n_in, n_out) for _, n_in, n_out in flops.linear_shapes((3,), 2, input_dim=4)] == [
+        (4, 3), (3, 4), (2, 3), (3, 4)]
+    B = 5
+    forward = 2 * B * (4 * 3 + 3 * 4 + 2 * 3 + 3 * 4)                  # 420
+    backward = 2 * forward - 2 * B * 4 * 3                              # no input gradient of the first layer: 720
+    params = (4 * 3 + 3) + (3 * 4 + 4) + (2 * 3 + 3) + (3 * 4 + 4)        # 56
+    assert flops.num_params((3,), 2, input_dim=4) == params == 56
+    assert flops.forward_flops(B, (3,), 2, input_dim=4) == forward == 420
+    assert flops.backward_flops(B, (3,), 2, input_dim=4) == backward == 720
+    assert flops.step_flops("infer", B, (3,), 2, input_dim=4) == forward
+    assert flops.step_flops("train", B, (3,), 2, input_dim=4) == forward + backward + 13 * params == 1868
+    with pytest.raises(ValueError):
+        flops.step_flops("eval", B, (3,), 2, input_dim=4)
+
+
+def test_flop_formula_default_model():
+    # 784-512-256, latent 20: 1,082,680 parameters; forward = 2 * sum(n_in * n_out) per sample
+    assert flops.num_params() == 1_082_680
+    per_sample = 784 * 512 + 512 * 256 + 256 * 40 + 20 * 256 + 256 * 512 + 512 * 784
+    assert flops.forward_flops(128) == 2 * 128 * per_sample
+
+
+def test_knee_and_overhead_fit_on_exact_data():
+    a, b = 2.0, 0.01                      # ms of overhead per step, ms per sample: equal at batch a / b = 200
+    batches = [2 ** k for k in range(12)]
+    step_ms = [a + b * B for B in batches]
+    fit = _fit_overhead(batches, step_ms)
+    assert fit["overhead_ms"] == pytest.approx(a) and fit["ms_per_sample"] == pytest.approx(b)
+    assert fit["knee_batch_fit"] == pytest.approx(200)
+    # per doubling, time per sample falls by less than 25% from the first batch >= a / b on
+    assert _knee(batches, [t / B for t, B in zip(step_ms, batches)]) == 256
+    assert _knee([1, 2], [1.0, 0.5]) is None
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    assert struct.unpack(">I", data[29:33])[0] == zlib.crc32(data[12:29]), f"{path.name}: bad IHDR checksum"
+    assert data.rstrip(b"\0")[-8:-4] == b"IEND", f"{path.name} is truncated"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_bench_runner_smoke(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from benchmarks.cli import main
+    out = tmp_path / "bench"
+    rc = main(["--batches", "1,4", "--repeats", "2", "--backends", "numpy-f32,torch-cpu-f32,torch-cuda-f32",
+               "--hidden", "16,8", "--latent", "4", "--hidden-widths", "8,16", "--scaling-batch", "4",
+               "--min-time", "0.002", "--settle", "0", "--matmul-size", "128", "--no-progress",
+               "--data-dir", str(tmp_path / "no-mnist-here"), "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| numpy-f32 | 1 |" in printed
+
+    results = json.loads((out / "bench.json").read_text())
+    for key in ("machine", "label", "config", "points", "matmul_peak", "bar", "knees", "width_scaling", "memory",
+                "skipped_backends", "flops_formula", "flops", "phases", "files"):
+        assert key in results, key
+    for key in ("cpu_model", "usable_cpus", "blas", "numpy", "torch", "torch_threads", "cuda_available"):
+        assert key in results["machine"], key
+    assert results["matmul_peak"]["numpy-f32"]["gflops"] > 0
+
+    import torch
+    ran = ["numpy-f32", "torch-cpu-f32"] + (["torch-cuda-f32"] if torch.cuda.is_available() else [])
+    if not torch.cuda.is_available():
+        assert "CUDA" in results["skipped_backends"]["torch-cuda-f32"]
+    assert sorted(results["backends"]) == sorted(ran)
+    grid = {(p["backend"], p["mode"], p["batch"]) for p in results["points"] if "grid" in p["roles"]}
+    assert grid == {(b, m, n) for b in ran for m in ("train", "infer") for n in (1, 4)}
+    for p in results["points"]:
+        assert p["count"] == 2 and len(p["seconds"]) == 2
+        assert p["ms_per_step"] > 0 and p["gflops"] > 0 and p["flops"] > 0
+        assert p["time_ratio_to_numpy_f32"] is not None
+    widths = {(w["backend"], w["width"]) for w in results["width_scaling"]}
+    assert widths == {(b, w) for b in ran for w in (8, 16)}
+    memory = {(m["backend"], m["batch"]): m for m in results["memory"]}
+    assert set(memory) == {(b, n) for b in ran for n in (1, 4)}
+    for m in memory.values():
+        assert "error" not in m, m
+        assert m["train_mb"] >= 0 and m["infer_mb"] >= 0
+
+    md = (out / "bench.md").read_text()
+    for backend in ran:
+        for batch in (1, 4):
+            assert md.count(f"| {backend} | {batch} |") >= 2        # training and inference tables (and memory)
+    if not torch.cuda.is_available():
+        assert "| torch-cuda-f32 | — | skipped: CUDA not available" in md
+    for name in ("time_per_sample.png", "memory.png", "scaling.png"):
+        width, height = _png_size(out / name)
+        assert width > 300 and height > 200
