@@ -119,13 +119,20 @@ def _check_zip_sizes(path: Path, zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
 
 def _read_npy(f, member_size: int, key: str, path: Path) -> np.ndarray:
     """One ``.npy`` member: header checked against the member's size before any array is allocated."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        raise CheckpointError(f"checkpoint {path}: array {key!r} has unsupported .npy format version {version}")
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise CheckpointError(f"checkpoint {path}: array {key!r} has unsupported .npy format version {version}")
+    except CheckpointError:
+        raise
+    except Exception as e:  # NumPy parses the header text with tokenize/literal_eval: many failure types
+        detail = " ".join(str(e).split())[:120]
+        raise CheckpointError(f"checkpoint {path}: array {key!r} has a malformed .npy header "
+                              f"({type(e).__name__}: {detail}): corrupt or foreign file") from None
     if dtype.hasobject:
         raise CheckpointError(f"checkpoint {path}: array {key!r} holds Python objects (dtype {dtype}), which would "
                               f"need unpickling; refused (checkpoints hold plain numbers only)")
