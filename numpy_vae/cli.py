@@ -32,11 +32,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"vae: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``vae`` parser.  Given ``argv`` naming a built-in command, the entry-point
+    commands are not loaded: ``vae train`` then never pays for importing torch."""
     parser = OneLineParser(prog="vae", description="A VAE on MNIST, in NumPy by hand and in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in BUILTIN_COMMANDS:
         module.register(sub)
+    if argv is not None:
+        first = next((a for a in argv if not a.startswith("-")), None)
+        if first in sub.choices:
+            return parser
     for ep in metadata.entry_points(group="vae_from_scratch.commands"):
         ep.load()(sub)
     return parser
@@ -47,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from .data import MnistDataError
     from .model import InputError
     from .training import ConfigError, TrainingError
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
