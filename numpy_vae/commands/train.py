@@ -91,8 +91,16 @@ def _writable_folder(path: Path, option: str, what: str) -> None:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise UsageError(f"{option} {path}: {probe} is a file, not a folder; {what}")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(probe, os.W_OK | os.X_OK) or _read_only_filesystem(probe):
         raise UsageError(f"{option} {path}: {probe} is not writable; {what}")
+
+
+def _read_only_filesystem(path: Path) -> bool:
+    """True on a read-only mount (where even root cannot write); False where it cannot be told."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):
+        return False
 
 
 def check_data_dir(data_dir: str) -> None:
@@ -115,6 +123,8 @@ def run(args) -> int:
             raise UsageError(f"{first} cannot be combined with --resume: a resumed run keeps the configuration "
                              f"saved in {Path(args.resume) / 'last.npz'} (only --data-dir may be given)")
         run_dir = Path(args.resume)
+        if run_dir.is_file():
+            raise UsageError(f"--resume {args.resume} is a file; pass the run folder that holds last.npz")
         if not run_dir.is_dir():
             raise UsageError(f"--resume {args.resume}: no such folder; pass a run folder written by `vae train`")
         if not (run_dir / "last.npz").is_file():
