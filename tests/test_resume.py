@@ -1,0 +1,328 @@
+"""Crash-safe training: kill -9 mid-epoch, resume, and get the very run that was never interrupted.
+
+The kill-and-resume test runs ``python -m numpy_vae.cli train`` in a subprocess,
+watches its progress bar, sends SIGKILL in the middle of an epoch (after at
+least one checkpoint exists), resumes with ``--resume``, and compares with the
+same configuration trained without interruption: parameters, optimizer state
+and generator states bit for bit, metrics rows equal but for the timings.
+Then: non-finite losses, gradients and parameters stop the run naming the
+step and keep the last good checkpoint; a resume refuses checkpoints it cannot
+continue exactly; atomic writes survive a SIGKILL in the middle of a write.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numpy_vae.backend import NumpyBackend
+from numpy_vae.checkpoint import CheckpointError, check_params, load_checkpoint, save_checkpoint
+from numpy_vae.cli import main
+from numpy_vae.data import MnistDownloadError, _invalid_files, fetch_mnist, raw_dir
+from numpy_vae.training import TrainConfig, TrainingError, train
+
+REPO = Path(__file__).resolve().parents[1]
+# 50 steps per epoch (1600 images, batch 32), a small model; the progress bar redraws every 10 ms
+# (TQDM_MININTERVAL) so that the kill can land in the middle of epoch 2 even on a fast machine.
+KILL_CONFIG = ["--epochs", "2", "--train-limit", "1600", "--batch-size", "32", "--hidden", "64,32", "--latent", "4",
+               "--seed", "7", "--lr-schedule", "cosine", "--clip-grad-norm", "50"]
+TINY = dict(epochs=2, train_limit=256, batch_size=64, hidden=(16,), latent=2, seed=3)
+PROGRESS = re.compile(rb"epoch (\d+)/(\d+):\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+)")
+
+
+@pytest.fixture(scope="module")
+def mnist() -> Path:
+    """The verified MNIST files ($VAE_DATA_DIR or the repository's data/), fetched once if absent."""
+    data_dir = Path(os.environ.get("VAE_DATA_DIR") or REPO / "data")
+    if _invalid_files(raw_dir(data_dir)):
+        try:
+            fetch_mnist(data_dir, progress=False)
+        except MnistDownloadError as e:
+            pytest.skip(f"MNIST is not there and cannot be fetched: {e}")
+    return data_dir
+
+
+def torch_backend_available() -> bool:
+    try:
+        return importlib.util.find_spec("torch_vae.backend") is not None
+    except ImportError:
+        return False
+
+
+BACKENDS = ["numpy", pytest.param("torch", marks=pytest.mark.skipif(
+    not torch_backend_available(), reason="torch_vae.backend is not importable (the torch port is not installed)"))]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "numpy_vae.cli", "train", *args]
+
+
+def child_env() -> dict:
+    # One thread each: results do not depend on how a BLAS splits its work, and two runs
+    # side by side do not fight over the two cores.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def kill_mid_epoch(cmd: list[str], timeout: float = 120.0) -> tuple[int, int, int]:
+    """Run ``cmd``; SIGKILL it once its progress bar shows epoch 2 (or later) partly done.
+
+    Returns (epoch, steps done, steps per epoch) as last seen before the kill.
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**child_env(), "TQDM_MININTERVAL": "0.01"})
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.05)
+            if not ready:
+                continue
+            chunk = os.read(proc.stderr.fileno(), 1 << 16)
+            if not chunk:
+                break
+            seen = seen[-4096:] + chunk
+            for m in PROGRESS.finditer(seen):
+                epoch, done, total = int(m[1]), int(m[3]), int(m[4])
+                if epoch >= 2 and 0 < done < total:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    assert proc.returncode == -signal.SIGKILL
+                    return epoch, done, total
+        pytest.fail(f"never saw an epoch >= 2 in progress (exit {proc.poll()}); stderr ended with {seen[-600:]!r}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def strip_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def metrics_csv_without_seconds(path: Path) -> list[str]:
+    return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(backend, mnist, tmp_path):
+    common = [*KILL_CONFIG, "--backend", backend, "--device", "cpu", "--data-dir", str(mnist),
+              "--runs-dir", str(tmp_path), "--no-figures"]
+    t0 = time.monotonic()
+    reference = subprocess.Popen(cli(*common, "--name", "reference", "--no-progress"), env=child_env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    epoch, done, total = kill_mid_epoch(cli(*common, "--name", "killed"))
+    killed = tmp_path / "killed"
+    _, _, meta = load_checkpoint(killed / "last.npz")
+    assert meta["epoch"] == epoch - 1, f"the kill came after epoch {epoch} ended: not mid-epoch"
+    assert meta["step"] == (epoch - 1) * total
+
+    resumed = subprocess.run(cli("--resume", str(killed), "--no-progress", "--no-figures"), env=child_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {killed} after epoch {epoch - 1}" in resumed.stdout
+    _, ref_err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, ref_err.decode()
+    print(f"\n{backend}: killed at epoch {epoch}, step {done}/{total}; kill+resume+reference "
+          f"{time.monotonic() - t0:.1f} s")
+
+    p_ref, o_ref, m_ref = load_checkpoint(tmp_path / "reference" / "last.npz")
+    p_res, o_res, m_res = load_checkpoint(killed / "last.npz")
+    assert m_res["epoch"] == m_ref["epoch"] == 2 and m_res["step"] == m_ref["step"] == 2 * total
+    assert p_res.keys() == p_ref.keys() and o_res.keys() == o_ref.keys()
+    for name in p_ref:
+        assert p_res[name].dtype == p_ref[name].dtype and np.array_equal(p_res[name], p_ref[name]), name
+    for key in o_ref:
+        assert np.array_equal(o_res[key], o_ref[key]), key
+    assert m_res["rng"] == m_ref["rng"]
+    assert strip_seconds(m_res["metrics"]) == strip_seconds(m_ref["metrics"])
+    assert metrics_csv_without_seconds(killed / "metrics.csv") == \
+        metrics_csv_without_seconds(tmp_path / "reference" / "metrics.csv")
+    best_ref, _, _ = load_checkpoint(tmp_path / "reference" / "best.npz")
+    best_res, _, _ = load_checkpoint(killed / "best.npz")
+    assert all(np.array_equal(best_res[k], best_ref[k]) for k in best_ref)
+    assert not list(killed.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------ non-finite
+def tiny_config(mnist: Path, tmp_path: Path, **changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, "data_dir": str(mnist), "runs_dir": str(tmp_path), "name": "run", **changes})
+
+
+def poison_step(monkeypatch, at_step: int, what: str) -> None:
+    """Make the NumPy backend's ``at_step``-th train_step (1-based) meet a NaN/inf of kind ``what``."""
+    original, calls = NumpyBackend.train_step, {"n": 0}
+
+    def train_step(self, x, eps):
+        calls["n"] += 1
+        if calls["n"] == at_step and what == "loss":
+            self.model.flat[0] = np.nan                   # the forward pass then computes a NaN loss
+        if calls["n"] == at_step and what == "gradient":
+            backward = self.model.backward
+
+            def poisoned_backward(*args, **kwargs):
+                out = backward(*args, **kwargs)
+                self.model.grad_flat[-1] = np.inf
+                return out
+            self.model.backward = poisoned_backward
+        result = original(self, x, eps)
+        if calls["n"] == at_step and what == "parameter":
+            self.model.flat[-1] = np.inf                   # as if the update overflowed
+        return result
+
+    monkeypatch.setattr(NumpyBackend, "train_step", train_step)
+
+
+@pytest.mark.parametrize(("what", "at_step", "message"), [
+    ("loss", 6, r"at epoch 2, step 6 \(batch 2 of 4\): loss is nan"),
+    ("gradient", 7, r"at epoch 2, step 7 \(batch 3 of 4\): gradient norm is inf"),
+    ("parameter", 8, r"after epoch 2, step 8: parameter decoder\.\d+\.bias became NaN or infinite"),
+])
+def test_non_finite_stops_naming_the_step_and_keeps_the_last_good_checkpoint(mnist, tmp_path, monkeypatch,
+                                                                              what, at_step, message):
+    poison_step(monkeypatch, at_step, what)
+    config = tiny_config(mnist, tmp_path)
+    with pytest.raises(TrainingError, match=message) as info:
+        train(config, progress=False, figures=False, log=lambda *a: None)
+    assert "last good checkpoint" in str(info.value) and "after epoch 1" in str(info.value)
+    params, _, meta = load_checkpoint(tmp_path / "run" / "last.npz")
+    check_params(params, NumpyBackend(config.model_config()).param_shapes, "last.npz")     # finite, right shapes
+    assert meta["epoch"] == 1 and meta["step"] == 4
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 2            # header + epoch 1
+
+
+def test_non_finite_in_the_cli_is_one_line_and_exit_1(mnist, tmp_path, monkeypatch, capsys):
+    poison_step(monkeypatch, 2, "loss")
+    rc = main(["train", "--epochs", "2", "--train-limit", "256", "--batch-size", "64", "--hidden", "16", "--latent",
+               "2", "--data-dir", str(mnist), "--runs-dir", str(tmp_path), "--name", "run", "--no-progress",
+               "--no-figures"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and err.startswith("vae: error: training stopped at epoch 1, step 2")
+    assert "No checkpoint was written" in err and not (tmp_path / "run" / "last.npz").exists()
+
+
+# ---------------------------------------------------- resume refuses misfits
+@pytest.fixture(scope="module")
+def finished_run(mnist, tmp_path_factory) -> Path:
+    """A tiny run stopped after epoch 1 of 2 (to be copied and tampered with)."""
+    root = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(**{**TINY, "epochs": 1, "data_dir": str(mnist), "runs_dir": str(root), "name": "one"})
+    run = train(config, progress=False, figures=False, log=lambda *a: None)
+    # Re-save as epoch 1 of 2, so that a resume has an epoch left to do.
+    params, optim, meta = load_checkpoint(run / "last.npz")
+    meta["config"]["epochs"] = 2
+    save_checkpoint(run / "last.npz", params, optim, meta)
+    (run / "config.json").write_text(json.dumps(meta["config"], indent=2))
+    return run
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def tamper(run: Path, params=None, optim=None, meta=None) -> None:
+    p, o, m = load_checkpoint(run / "last.npz")
+    save_checkpoint(run / "last.npz", params(p) if params else p, optim(o) if optim else o, meta(m) if meta else m)
+
+
+def _drop(d, key):
+    d = dict(d)
+    del d[key]
+    return d
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (dict(meta=lambda m: _drop(m, "rng")), r"meta field 'rng'"),
+    (dict(meta=lambda m: _drop(m, "step")), r"meta field 'step'"),
+    (dict(meta=lambda m: {**m, "metrics": []}), r"meta field 'metrics'"),
+    (dict(meta=lambda m: {**m, "rng": {**m["rng"], "noise": {"bit_generator": "PCG64", "state": "x"}}}),
+     r"rng\.noise"),
+    (dict(meta=lambda m: {**m, "backend": "torch"}), r"written by backend 'torch'"),
+    (dict(meta=lambda m: {**m, "config": {**m["config"], "epochs": "two"}}), r"saved config cannot run"),
+    (dict(meta=lambda m: {**m, "step": m["step"] + 1}), r"does not fit 4 steps per epoch"),
+    (dict(optim=lambda o: {**o, "exp_avg": o["exp_avg"][:-1]}), r"optimizer state exp_avg has shape"),
+    (dict(optim=lambda o: _drop(o, "exp_avg_sq")), r"missing \['exp_avg_sq'\]"),
+    (dict(params=lambda p: {**p, "fc_mu.weight": p["fc_mu.weight"][:, :-1]}), r"parameter fc_mu\.weight has shape"),
+    (dict(params=lambda p: {k: v.astype(np.float64) for k, v in p.items()}), r"has dtype float64, the run uses float32"),
+])
+def test_resume_refuses_a_checkpoint_it_cannot_continue_exactly(finished_run, tmp_path, change, message):
+    run = copy_run(finished_run, tmp_path / "run")
+    tamper(run, **change)
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    with pytest.raises(CheckpointError, match=message):
+        train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before          # nothing written
+
+
+def test_resume_refuses_an_edited_config_json(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "lr": 0.01}))
+    with pytest.raises(CheckpointError, match=r"config\.json disagrees .*lr: 0\.01 in config\.json, 0\.001 in last\.npz"):
+        train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+
+
+def test_resume_cleans_up_after_a_kill_between_writes(finished_run, tmp_path):
+    """A kill after metrics.csv was written but before last.npz: the extra row and temporaries are repaired."""
+    run = copy_run(finished_run, tmp_path / "run")
+    with open(run / "metrics.csv", "a") as f:
+        f.write("2,1,1,1,1,1,1,0.001,0.5\n")                 # a row whose epoch never reached last.npz
+    (run / ".last.npz.k9x2.tmp").write_bytes(b"half a checkpoint")
+    logs = []
+    train(None, resume=run, progress=False, figures=False, log=logs.append)
+    assert not (run / ".last.npz.k9x2.tmp").exists() and any("interrupted write" in line for line in logs)
+    _, _, meta = load_checkpoint(run / "last.npz")
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert meta["epoch"] == 2 and len(lines) == 3 and not lines[2].startswith("2,1,1,1")
+
+
+# ------------------------------------------------------- atomic writes
+def test_atomic_write_survives_sigkill_mid_write(tmp_path):
+    target = tmp_path / "last.npz"
+    target.write_bytes(b"the previous checkpoint")
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from numpy_vae.checkpoint import atomic_write
+        def write(f):
+            f.write(b"half of the new one")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        atomic_write(Path({str(target)!r}), write)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env=child_env(), timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert target.read_bytes() == b"the previous checkpoint"
+    leftovers = list(tmp_path.glob(".last.npz.*.tmp"))
+    assert len(leftovers) == 1 and leftovers[0].read_bytes() == b"half of the new one"
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    from numpy_vae.checkpoint import atomic_write
+    target = tmp_path / "metrics.csv"
+
+    def failing(f):
+        f.write(b"partial")
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, failing)
+    assert list(tmp_path.iterdir()) == []
