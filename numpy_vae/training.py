@@ -357,7 +357,8 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             eps = draw_eps(noise_rng, len(idx), config.latent, dtype)
             backend.set_lr(learning_rate(config, step, total_steps))
             try:
-                metrics = backend.train_step(x, eps)
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # checked below, by value
+                    metrics = backend.train_step(x, eps)
             except FloatingPointError as e:              # NonFiniteError, from either backend
                 bar.close()
                 raise TrainingError(f"training stopped at epoch {epoch}, step {step + 1} (batch {i + 1} of "
@@ -373,7 +374,8 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
         if bad is not None:
             raise TrainingError(f"training stopped after epoch {epoch}, step {step}: parameter {bad} became NaN or "
                                 f"infinite. {_kept(run_dir, epoch)}")
-        test_m = evaluate(backend, test_x, config.seed, dtype)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            test_m = evaluate(backend, test_x, config.seed, dtype)
         if not all(math.isfinite(v) for v in test_m.values()):
             raise TrainingError(f"training stopped after epoch {epoch}, step {step}: the test loss is "
                                 f"{test_m['loss']} (recon {test_m['recon']}, kl {test_m['kl']}). {_kept(run_dir, epoch)}")
