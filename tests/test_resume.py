@@ -11,10 +11,8 @@ continue exactly; atomic writes survive a SIGKILL in the middle of a write.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
-import math
 import os
 import re
 import select
@@ -31,7 +29,6 @@ import pytest
 from numpy_vae.backend import NumpyBackend
 from numpy_vae.checkpoint import CheckpointError, check_params, load_checkpoint, save_checkpoint
 from numpy_vae.cli import main
-from numpy_vae.data import MnistDownloadError, _invalid_files, fetch_mnist, raw_dir
 from numpy_vae.training import TrainConfig, TrainingError, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,15 +41,9 @@ PROGRESS = re.compile(rb"epoch (\d+)/(\d+):\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+)")
 
 
 @pytest.fixture(scope="module")
-def mnist() -> Path:
-    """The verified MNIST files ($VAE_DATA_DIR or the repository's data/), fetched once if absent."""
-    data_dir = Path(os.environ.get("VAE_DATA_DIR") or REPO / "data")
-    if _invalid_files(raw_dir(data_dir)):
-        try:
-            fetch_mnist(data_dir, progress=False)
-        except MnistDownloadError as e:
-            pytest.skip(f"MNIST is not there and cannot be fetched: {e}")
-    return data_dir
+def mnist(real_mnist_dir) -> Path:
+    """The verified MNIST files (conftest.py fetches them once; no skip: CI must run these tests)."""
+    return real_mnist_dir
 
 
 def torch_backend_available() -> bool:
@@ -214,6 +205,18 @@ def test_non_finite_in_the_cli_is_one_line_and_exit_1(mnist, tmp_path, monkeypat
     assert rc == 1
     assert err.count("\n") == 1 and err.startswith("vae: error: training stopped at epoch 1, step 2")
     assert "No checkpoint was written" in err and not (tmp_path / "run" / "last.npz").exists()
+
+
+def test_a_learning_rate_that_explodes_ends_in_one_line(mnist, tmp_path):
+    """No monkeypatching: --lr 1e6 overflows for real; no RuntimeWarnings, one line, exit 1."""
+    proc = subprocess.run(cli("--lr", "1e6", "--epochs", "2", "--train-limit", "512", "--batch-size", "64",
+                              "--hidden", "16", "--latent", "2", "--data-dir", str(mnist), "--runs-dir", str(tmp_path),
+                              "--name", "run", "--no-progress", "--no-figures"),
+                          env=child_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert re.match(r"vae: error: training stopped at epoch 1, step \d+ \(batch \d+ of 8\): "
+                    r"(loss is nan|loss is inf|gradient norm is inf|gradient norm is nan)", proc.stderr), proc.stderr
 
 
 # ---------------------------------------------------- resume refuses misfits
