@@ -15,7 +15,6 @@ import gzip
 import io
 import json
 import math
-import pickle
 import struct
 import tempfile
 import tracemalloc
