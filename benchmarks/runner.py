@@ -81,9 +81,11 @@ def build_points(config: BenchConfig, backends: list[str], pool) -> list[Point]:
             models = {}
             for hidden, batch, role in grid:
                 modes = MODES if role == "grid" else ("train",)
-                if hidden not in models:
-                    models[hidden] = make_model(backend, hidden, latent, seed=config.seed)
-                train, infer = models[hidden].closures(pool, batch)
+                # One model per batch size, as in a real run: buffers a backend keeps between
+                # steps (sized by the batch) are never re-made because another point ran in between.
+                if (hidden, batch) not in models:
+                    models[hidden, batch] = make_model(backend, hidden, latent, seed=config.seed)
+                train, infer = models[hidden, batch].closures(pool, batch)
                 for mode in modes:
                     key = (backend, arch_name, hidden, mode, batch)
                     if key in points:

@@ -120,22 +120,35 @@ class DataPool:
 
 # --------------------------------------------------------------------- models
 class NumpyModel:
-    """One NumPy model + Adam, shared by every batch size of one (backend, architecture)."""
+    """One NumPy model + Adam (the runner makes one per backend, architecture and batch size).
+
+    Adam's moments are allocated by the first training step (torch.optim.Adam also
+    makes its state lazily), so an inference-only measurement holds neither.
+    """
 
     def __init__(self, backend: Backend, hidden, latent: int, seed: int = 0):
         from numpy_vae.model import build_model
         from numpy_vae.optimizers import Adam
         self.model = build_model("mlp", latent=latent, hidden=tuple(hidden), dtype=np.dtype(backend.dtype), seed=seed)
-        self.optimizer = Adam(self.model.flat, lr=1e-3)
+        self._adam = Adam
+        self.optimizer = None          # made by the first training step, as torch.optim.Adam makes its state
         self.backend, self.latent = backend, latent
+
+    def get_optimizer(self):
+        if self.optimizer is None:
+            self.optimizer = self._adam(self.model.flat, lr=1e-3)
+        return self.optimizer
 
     def closures(self, pool: DataPool, batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
         x_all, e_all = pool.numpy(self.backend.dtype, self.latent)
         data = [(x_all[s], e_all[s]) for s in pool.batches(batch)]
-        model, optimizer = self.model, self.optimizer
+        model, optimizer = self.model, None
         train_data, infer_data = itertools.cycle(data), itertools.cycle(data)
 
         def train() -> None:
+            nonlocal optimizer
+            if optimizer is None:
+                optimizer = self.get_optimizer()
             x, eps = next(train_data)
             model.forward(x, eps)
             model.backward(need_input_grad=False)
@@ -150,7 +163,7 @@ class NumpyModel:
 
 
 class TorchModel:
-    """One torch_vae model + torch.optim.Adam, shared by every batch size of one (backend, architecture)."""
+    """One torch_vae model + torch.optim.Adam (the runner makes one per backend, architecture and batch size)."""
 
     def __init__(self, backend: Backend, hidden, latent: int, seed: int = 0):
         import torch
