@@ -174,8 +174,8 @@ def plot_collapse(path: Path, kl: np.ndarray, variance: np.ndarray, active: np.n
                                    constrained_layout=True)
     ax1.bar(dims, kl, color=colors)
     ax1.set_ylabel("KL (nats), mean over test set")
-    ax1.set_title(f"{int(active.sum())} of {len(kl)} latent units active "
-                  f"(Var_x[mu_u(x)] > {threshold:g}, Burda et al. 2015); total KL {kl.sum():.2f} nats", fontsize=10)
+    ax1.set_title(f"{int(active.sum())} of {len(kl)} latent units active (Var_x[mu_u(x)] > {threshold:g}, "
+                  f"Burda et al. 2015)\ntotal KL {kl.sum():.2f} nats per image", fontsize=10)
     ax1.grid(axis="y", alpha=0.3)
     ax2.bar(dims, np.maximum(variance, 1e-12), color=colors)
     ax2.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:g}")

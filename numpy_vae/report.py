@@ -129,9 +129,9 @@ def write_html(path: Path, run_dir: Path, checkpoint: Path, config: dict, rows: 
         metrics += [
             ("epochs trained", str(last["epoch"])),
             ("test negative ELBO (final epoch)", f"{last['test_loss']:.2f} nats"),
-            ("  reconstruction / KL", f"{last['test_recon']:.2f} / {last['test_kl']:.2f} nats"),
+            ("test reconstruction / KL", f"{last['test_recon']:.2f} / {last['test_kl']:.2f} nats"),
             ("train negative ELBO (final epoch)", f"{last['train_loss']:.2f} nats"),
-            ("  reconstruction / KL", f"{last['train_recon']:.2f} / {last['train_kl']:.2f} nats"),
+            ("train reconstruction / KL", f"{last['train_recon']:.2f} / {last['train_kl']:.2f} nats"),
             ("best test negative ELBO", f"{best['test_loss']:.2f} nats (epoch {best['epoch']})"),
             ("training time", f"{sum(r['seconds'] for r in rows):.0f} s"),
         ]
@@ -168,7 +168,9 @@ figcaption {{ color: #555; font-size: 0.9em; max-width: 60em; }}
 </style></head><body>
 <h1>VAE report: {html.escape(name)}</h1>
 <p>Checkpoint <code>{html.escape(checkpoint.name)}</code>, written {html.escape(time.strftime('%Y-%m-%d %H:%M', time.localtime(checkpoint.stat().st_mtime)))};
-report made {html.escape(time.strftime('%Y-%m-%d %H:%M'))}. All numbers are nats per test image.</p>
+report made {html.escape(time.strftime('%Y-%m-%d %H:%M'))}. All numbers are nats per image. The pixels are
+MNIST's grey levels in [0, 1] used as Bernoulli targets (not binarized), so likelihoods are not directly
+comparable with the binarized-MNIST numbers of the literature.</p>
 {warn_html}
 <div class="cols"><div><h2>Final metrics</h2>{_table(metrics)}</div>
 <div><h2>Configuration</h2>{_table([(k, _fmt(v)) for k, v in config.items()])}</div></div>

@@ -128,7 +128,7 @@ def test_evaluate_prints_the_paper_numbers_and_saves_them(small_run, mnist_test,
     rc, out, err = run_cli(["evaluate", str(run / "best.npz"), "-k", "20", "--limit", "50", "--seed", "4",
                             "--no-progress"], capsys)
     assert rc == 0, err
-    assert "test NLL, IWAE K=20" in out and "test negative ELBO" in out and "50 test images" in out
+    assert "test NLL, IWAE (K = 20)" in out and "test negative ELBO" in out and "50 test images" in out
     saved = json.loads((run / "evaluation.json").read_text())
     assert saved["checkpoint"] == "best.npz" and saved["images"] == 50 and saved["k"] == 20
     backend, _, _ = load_backend(run / "best.npz")
@@ -166,7 +166,7 @@ def test_evaluate_on_the_torch_backend_agrees(small_run, capsys):
     rc_n, out_n, err_n = run_cli(args, capsys)
     rc_t, out_t, err_t = run_cli(args + ["--backend", "torch"], capsys)
     assert rc_n == rc_t == 0, (err_n, err_t)
-    value = lambda s: float(re.search(r"IWAE K=10\s+([\d.]+)", s).group(1))   # noqa: E731
+    value = lambda s: float(re.search(r"IWAE \(K = 10\)\s+([\d.]+)", s).group(1))   # noqa: E731
     assert value(out_t) == pytest.approx(value(out_n), abs=0.011)
 
 
