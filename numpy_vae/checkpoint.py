@@ -50,6 +50,16 @@ class CheckpointError(Exception):
 
 
 # ------------------------------------------------------------------ writing
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files readable by their owner only; a finished file gets the usual permissions.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
@@ -59,6 +69,10 @@ def atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        try:
+            os.chmod(tmp, _FILE_MODE)
+        except OSError:
+            pass
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -329,3 +329,12 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, failing)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path):
+    """Not mkstemp's owner-only 0600: run folders stay readable as files written with open() would be."""
+    from numpy_vae.checkpoint import atomic_write
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write(tmp_path / "config.json", lambda f: f.write(b"{}"))
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o666 & ~mask
