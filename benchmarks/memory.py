@@ -154,31 +154,48 @@ def _probe_isolated(backend_name: str, hidden, latent: int, batch: int, steps: i
     return json.loads(text) if text else {"error": "memory probe child died without a result"}
 
 
+class Probe:
+    """A running ``python -m benchmarks.memory`` for one backend (started by ``start``, read by ``collect``)."""
+
+    def __init__(self, backend_name: str, hidden, latent: int, batches: list[int], steps: int = 2):
+        cmd = [sys.executable, "-m", "benchmarks.memory", "--backend", backend_name,
+               "--hidden", ",".join(str(h) for h in hidden), "--latent", str(latent),
+               "--batches", ",".join(str(b) for b in batches), "--steps", str(steps)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        self.batches = list(batches)
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=env, cwd=str(_ROOT))
+
+    def collect(self, timeout: float = 900) -> dict[int, dict]:
+        """batch -> probe's dict, or {"error": ...} for a batch the child did not report."""
+        try:
+            stdout, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            return {b: {"error": f"memory probe timed out after {timeout:.0f} s"} for b in self.batches}
+        results = {}
+        for line in stdout.splitlines():
+            if line.startswith("{"):
+                item = json.loads(line)
+                results[int(item.pop("requested_batch"))] = item
+        tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
+        for b in self.batches:
+            results.setdefault(b, {"error": f"memory probe exited {self.process.returncode}: {tail[0]}"})
+        return results
+
+
 def measure(backend_name: str, hidden, latent: int, batches: list[int], steps: int = 2,
-            timeout: float = 600) -> dict[int, dict]:
+            timeout: float = 900) -> dict[int, dict]:
     """Peak memory of ``backend_name`` at every batch size: batch -> probe's dict (or {"error": ...}).
 
-    One fresh interpreter per call (so the benchmark process's own state does not
-    leak in), forking one child per batch inside it.
+    One fresh interpreter per call (so the calling process's own state does not
+    leak in), forking one child per batch inside it.  Probes of several backends
+    may run at the same time (``Probe``): memory, unlike time, is not disturbed
+    by a neighbour.
     """
-    cmd = [sys.executable, "-m", "benchmarks.memory", "--backend", backend_name,
-           "--hidden", ",".join(str(h) for h in hidden), "--latent", str(latent),
-           "--batches", ",".join(str(b) for b in batches), "--steps", str(steps)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(_ROOT))
-    except subprocess.TimeoutExpired:
-        return {b: {"error": f"memory probe timed out after {timeout:.0f} s"} for b in batches}
-    results = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("{"):
-            item = json.loads(line)
-            results[int(item.pop("requested_batch"))] = item
-    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-    for b in batches:
-        results.setdefault(b, {"error": f"memory probe exited {done.returncode}: {tail[0]}"})
-    return results
+    return Probe(backend_name, hidden, latent, batches, steps).collect(timeout)
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,8 @@
     points   for each architecture, backend, batch size and mode (train, infer): one Point;
              plus the width sweep (train, at ``scaling_batch``, hidden widths scaled) and
              the matmul-peak points.  All are timed together, interleaved (timing.py).
-    memory   per backend and batch, in fresh processes (memory.py), after the timing.
+    memory   per backend and batch, in fresh processes (memory.py) started first and finished
+             before the timing starts (they overlap this process's set-up, not its timing).
     epoch    optionally, the end-to-end epoch comparison (epoch.py).
     analysis medians, GFLOP/s, fraction of the matmul peak, paired ratios to numpy-f32,
              the overhead-bound knee and the a + b*B fit, the issue's bar.
@@ -228,6 +229,9 @@ def run_benchmarks(config: BenchConfig, log=print) -> dict:
     for b, reason in skipped.items():
         log(f"bench: skipping {b}: {reason}")
 
+    # The memory probes run in their own processes while this one sets up; they are
+    # done before any timing starts (memory is not disturbed by a neighbour, time is).
+    probes = _start_memory_probes(config, backends) if config.memory else []
     rows = max([*config.batches, config.scaling_batch])
     pool = DataPool.load(config.data_dir, rows=max(rows, 16384), seed=config.seed)
     points = build_points(config, backends, pool)
@@ -235,6 +239,9 @@ def run_benchmarks(config: BenchConfig, log=print) -> dict:
     everything = points + matmul
 
     phases = {"setup_s": time.perf_counter() - t_start}
+    t = time.perf_counter()
+    memory = _collect_memory(probes, config.progress)
+    phases["memory_wait_s"] = time.perf_counter() - t
     t = time.perf_counter()
     bar = _tqdm(config.progress, total=len(everything), desc="warm-up", unit="point")
     for p in everything:
@@ -264,9 +271,7 @@ def run_benchmarks(config: BenchConfig, log=print) -> dict:
     del points, matmul, everything
 
     if config.memory:
-        t = time.perf_counter()
-        results["memory"] = _memory(config, backends)
-        phases["memory_s"] = time.perf_counter() - t
+        results["memory"] = memory
     if config.epoch:
         from .epoch import compare_epochs
         t = time.perf_counter()
@@ -282,13 +287,17 @@ def run_benchmarks(config: BenchConfig, log=print) -> dict:
     return results
 
 
-def _memory(config: BenchConfig, backends: list[str]) -> list[dict]:
-    from .memory import measure
+def _start_memory_probes(config: BenchConfig, backends: list[str]) -> list:
+    from .memory import Probe
+    return [(arch_name, backend, Probe(backend, arch["hidden"], arch["latent"], config.batches))
+            for arch_name, arch in config.archs.items() for backend in backends]
+
+
+def _collect_memory(probes: list, progress: bool) -> list[dict]:
     records = []
-    jobs = [(arch_name, arch, b) for arch_name, arch in config.archs.items() for b in backends]
-    bar = _tqdm(config.progress, total=len(jobs), desc="memory", unit="backend")
-    for arch_name, arch, backend in jobs:
-        for batch, r in measure(backend, arch["hidden"], arch["latent"], config.batches).items():
+    bar = _tqdm(progress, total=len(probes), desc="memory", unit="backend")
+    for arch_name, backend, probe in probes:
+        for batch, r in probe.collect().items():
             records.append({"backend": backend, "arch": arch_name, "batch": batch, **r})
         bar.update()
     bar.close()
