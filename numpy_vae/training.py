@@ -292,6 +292,8 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
     """
     if resume is not None:
         run_dir = Path(resume)
+        if run_dir.is_symlink():                      # runs/latest: the real folder, so latest is not pointed at itself
+            run_dir = run_dir.resolve()
         config, params, optim, meta = _resume_state(run_dir, data_dir)
     else:
         validate_config(config)

@@ -298,6 +298,14 @@ def test_resume_cleans_up_after_a_kill_between_writes(finished_run, tmp_path):
     assert meta["epoch"] == 2 and len(lines) == 3 and not lines[2].startswith("2,1,1,1")
 
 
+def test_resume_through_the_latest_link_keeps_it_pointing_at_the_run(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path / "run")
+    (tmp_path / "latest").symlink_to("run")
+    train(None, resume=tmp_path / "latest", progress=False, figures=False, log=lambda *a: None)
+    assert os.readlink(tmp_path / "latest") == "run"
+    assert load_checkpoint(run / "last.npz")[2]["epoch"] == 2
+
+
 # ------------------------------------------------------- atomic writes
 def test_atomic_write_survives_sigkill_mid_write(tmp_path):
     target = tmp_path / "last.npz"
