@@ -14,7 +14,7 @@ def register(sub) -> None:
                                    "standard error over the test images. Works on checkpoints of either backend; "
                                    "the noise is drawn in NumPy, so both backends see the same draws.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz written by `vae train`, or a run folder (its last.npz)")
-    p.add_argument("-k", "--k", dest="k", type=positive_int, default=5000,
+    p.add_argument("-k", "--importance-samples", dest="k", metavar="K", type=positive_int, default=5000,
                    help="importance samples per test image (default: 5000, as Burda et al.)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N test images")
     p.add_argument("--backend", default="numpy",
