@@ -84,6 +84,7 @@ def describe(torch_needed: bool = True) -> dict:
                      "torch_interop_threads": torch.get_num_interop_threads(),
                      "torch_blas": _torch_blas(torch), "cuda_available": torch.cuda.is_available(),
                      "float32_matmul_precision": torch.get_float32_matmul_precision()})
+        info["gpu"] = None
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             info.update({"gpu": torch.cuda.get_device_name(0), "gpu_memory_gb": round(props.total_memory / 2**30, 1),
