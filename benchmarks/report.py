@@ -169,8 +169,10 @@ def markdown(results: dict) -> str:
             if "error" in r:
                 parts.append(f"| {r['backend']} | {r['batch']} | error: {r['error']} | | |")
             else:
-                parts.append(f"| {r['backend']} | {r['batch']} | {_fmt(r.get('train_mb'), '.1f')} "
-                             f"| {_fmt(r.get('infer_mb'), '.1f')} | {_fmt(r.get('baseline_rss_mb'), '.0f')} |")
+                gpu = "cuda" in r["backend"]
+                parts.append(f"| {r['backend']} | {r['batch']} | {_fmt(r.get('train_mb'), '.1f')}{' (GPU)' if gpu else ''} "
+                             f"| {_fmt(r.get('infer_mb'), '.1f')}{' (GPU)' if gpu else ''} "
+                             f"| {'—' if gpu else _fmt(r.get('baseline_rss_mb'), '.0f')} |")
         parts.append("")
     e = results.get("epoch")
     if e and "skipped" not in e:
