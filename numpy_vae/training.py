@@ -31,6 +31,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -273,6 +274,38 @@ def _point_latest_at(run_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class _RunLock:
+    """An exclusive flock on the run folder itself, held while a process trains into it.
+
+    The kernel drops it when the process ends, however it ends (SIGKILL included),
+    so there is never a stale lock to clean up.  Where flock does not exist or the
+    file system refuses it, training goes on unlocked.
+    """
+
+    def __init__(self, run_dir: Path):
+        self._fd = None
+        try:
+            import fcntl
+            fd = os.open(run_dir, os.O_RDONLY)
+        except (ImportError, OSError):
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"run folder {run_dir} is being written by another vae process; "
+                              f"let it finish (or stop it) first") from None
+        except OSError:
+            os.close(fd)
+            return
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def _kept(run_dir: Path, epoch: int) -> str:
     """What survives a stop in ``epoch``, for TrainingError's message."""
     if epoch > 1 and (run_dir / "last.npz").exists():
@@ -336,67 +369,74 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
                                       f"state ({type(e).__name__}: {e})") from None
         rows, start_epoch, step = meta["metrics"], meta["epoch"], meta["step"]
         best = min((r["test_loss"] for r in rows), default=math.inf)
-        for tmp in remove_stale_temporaries(run_dir):
-            log(f"removed {tmp}, left by an interrupted write")
-        _write_metrics(run_dir / "metrics.csv", rows)   # drops a row of an epoch that never reached last.npz
-        log(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
     else:
         run_dir = _run_dir(config)
-        atomic_write(run_dir / "config.json", lambda f: f.write(json.dumps(config.to_json(), indent=2).encode()))
-    _point_latest_at(run_dir)
+    lock = _RunLock(run_dir)                          # one process at a time writes a run folder
+    try:
+        if resume is not None:
+            for tmp in remove_stale_temporaries(run_dir):
+                log(f"removed {tmp}, left by an interrupted write")
+            _write_metrics(run_dir / "metrics.csv", rows)   # drops a row of an epoch that never reached last.npz
+            log(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
+        else:
+            atomic_write(run_dir / "config.json", lambda f: f.write(json.dumps(config.to_json(), indent=2).encode()))
+        _point_latest_at(run_dir)
 
-    n_params = sum(math.prod(shape) for shape in backend.param_shapes.values())
-    log(f"training {config.backend} VAE ({n_params:,} parameters) on {len(train_x):,} images for {config.epochs} epochs -> {run_dir}")
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        t0 = time.perf_counter()
-        order = shuffle_rng.permutation(len(train_x))
-        sums = np.zeros(3)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not progress,
-                   unit="batch", leave=True, dynamic_ncols=True)
-        for i in bar:
-            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-            x = train_x[idx]
-            eps = draw_eps(noise_rng, len(idx), config.latent, dtype)
-            backend.set_lr(learning_rate(config, step, total_steps))
-            try:
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # checked below, by value
-                    metrics = backend.train_step(x, eps)
-            except FloatingPointError as e:              # NonFiniteError, from either backend
-                bar.close()
-                raise TrainingError(f"training stopped at epoch {epoch}, step {step + 1} (batch {i + 1} of "
-                                    f"{steps_per_epoch}): {e}. {_kept(run_dir, epoch)}") from None
-            step += 1
-            sums += np.array(metrics) * len(idx)
-            if i % 20 == 0 or i == steps_per_epoch - 1:
-                bar.set_postfix(loss=f"{metrics[0]:.2f}", recon=f"{metrics[1]:.2f}", kl=f"{metrics[2]:.2f}")
-        bar.close()
-        train_m = sums / len(train_x)
-        params = backend.get_params()
-        bad = next((k for k, v in params.items() if not np.isfinite(v).all()), None)
-        if bad is not None:
-            raise TrainingError(f"training stopped after epoch {epoch}, step {step}: parameter {bad} became NaN or "
-                                f"infinite. {_kept(run_dir, epoch)}")
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            test_m = evaluate(backend, test_x, config.seed, dtype)
-        if not all(math.isfinite(v) for v in test_m.values()):
-            raise TrainingError(f"training stopped after epoch {epoch}, step {step}: the test loss is "
-                                f"{test_m['loss']} (recon {test_m['recon']}, kl {test_m['kl']}). {_kept(run_dir, epoch)}")
-        row = {"epoch": epoch, "train_loss": train_m[0], "train_recon": train_m[1], "train_kl": train_m[2],
-               "test_loss": test_m["loss"], "test_recon": test_m["recon"], "test_kl": test_m["kl"],
-               "lr": learning_rate(config, step - 1, total_steps), "seconds": time.perf_counter() - t0}
-        row = {k: (v if k == "epoch" else float(v)) for k, v in row.items()}
-        rows.append(row)
-        meta = {"config": config.to_json(), "epoch": epoch, "step": step, "metrics": rows,
-                "rng": {"shuffle": shuffle_rng.bit_generator.state, "noise": noise_rng.bit_generator.state},
-                "backend": config.backend}
-        # last.npz is the commit point: written after metrics.csv and best.npz (see the module docstring)
-        _write_metrics(run_dir / "metrics.csv", rows)
-        if row["test_loss"] < best:
-            best = row["test_loss"]
-            save_checkpoint(run_dir / "best.npz", params, None, meta)
-        save_checkpoint(run_dir / "last.npz", params, backend.optimizer_state(), meta)
-        log(f"epoch {epoch:3d}  train loss {train_m[0]:8.3f}  test loss {test_m['loss']:8.3f} "
-            f"(recon {test_m['recon']:.3f}, kl {test_m['kl']:.3f})  {row['seconds']:.1f} s")
+        n_params = sum(math.prod(shape) for shape in backend.param_shapes.values())
+        log(f"training {config.backend} VAE ({n_params:,} parameters) on {len(train_x):,} images for "
+            f"{config.epochs} epochs -> {run_dir}")
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            order = shuffle_rng.permutation(len(train_x))
+            sums = np.zeros(3)
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not progress,
+                       unit="batch", leave=True, dynamic_ncols=True)
+            for i in bar:
+                idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+                x = train_x[idx]
+                eps = draw_eps(noise_rng, len(idx), config.latent, dtype)
+                backend.set_lr(learning_rate(config, step, total_steps))
+                try:
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # checked below, by value
+                        metrics = backend.train_step(x, eps)
+                except FloatingPointError as e:              # NonFiniteError, from either backend
+                    bar.close()
+                    raise TrainingError(f"training stopped at epoch {epoch}, step {step + 1} (batch {i + 1} of "
+                                        f"{steps_per_epoch}): {e}. {_kept(run_dir, epoch)}") from None
+                step += 1
+                sums += np.array(metrics) * len(idx)
+                if i % 20 == 0 or i == steps_per_epoch - 1:
+                    bar.set_postfix(loss=f"{metrics[0]:.2f}", recon=f"{metrics[1]:.2f}", kl=f"{metrics[2]:.2f}")
+            bar.close()
+            train_m = sums / len(train_x)
+            params = backend.get_params()
+            bad = next((k for k, v in params.items() if not np.isfinite(v).all()), None)
+            if bad is not None:
+                raise TrainingError(f"training stopped after epoch {epoch}, step {step}: parameter {bad} became NaN or "
+                                    f"infinite. {_kept(run_dir, epoch)}")
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                test_m = evaluate(backend, test_x, config.seed, dtype)
+            if not all(math.isfinite(v) for v in test_m.values()):
+                raise TrainingError(f"training stopped after epoch {epoch}, step {step}: the test loss is "
+                                    f"{test_m['loss']} (recon {test_m['recon']}, kl {test_m['kl']}). {_kept(run_dir, epoch)}")
+            row = {"epoch": epoch, "train_loss": train_m[0], "train_recon": train_m[1], "train_kl": train_m[2],
+                   "test_loss": test_m["loss"], "test_recon": test_m["recon"], "test_kl": test_m["kl"],
+                   "lr": learning_rate(config, step - 1, total_steps), "seconds": time.perf_counter() - t0}
+            row = {k: (v if k == "epoch" else float(v)) for k, v in row.items()}
+            rows.append(row)
+            meta = {"config": config.to_json(), "epoch": epoch, "step": step, "metrics": rows,
+                    "rng": {"shuffle": shuffle_rng.bit_generator.state, "noise": noise_rng.bit_generator.state},
+                    "backend": config.backend}
+            # last.npz is the commit point: written after metrics.csv and best.npz (see the module docstring)
+            _write_metrics(run_dir / "metrics.csv", rows)
+            if row["test_loss"] < best:
+                best = row["test_loss"]
+                save_checkpoint(run_dir / "best.npz", params, None, meta)
+            save_checkpoint(run_dir / "last.npz", params, backend.optimizer_state(), meta)
+            log(f"epoch {epoch:3d}  train loss {train_m[0]:8.3f}  test loss {test_m['loss']:8.3f} "
+                f"(recon {test_m['recon']:.3f}, kl {test_m['kl']:.3f})  {row['seconds']:.1f} s")
+    finally:
+        lock.release()
 
     final = rows[-1]["test_loss"] if rows else float("nan")
     log(f"test negative ELBO: {final:.2f} nats per sample (best {best:.2f}); run folder {run_dir}")

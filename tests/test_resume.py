@@ -29,7 +29,7 @@ import pytest
 from numpy_vae.backend import NumpyBackend
 from numpy_vae.checkpoint import CheckpointError, check_params, load_checkpoint, save_checkpoint
 from numpy_vae.cli import main
-from numpy_vae.training import TrainConfig, TrainingError, train
+from numpy_vae.training import ConfigError, TrainConfig, TrainingError, train
 
 REPO = Path(__file__).resolve().parents[1]
 # 50 steps per epoch (1600 images, batch 32), a small model; the progress bar redraws every 10 ms
@@ -303,6 +303,21 @@ def test_resume_through_the_latest_link_keeps_it_pointing_at_the_run(finished_ru
     (tmp_path / "latest").symlink_to("run")
     train(None, resume=tmp_path / "latest", progress=False, figures=False, log=lambda *a: None)
     assert os.readlink(tmp_path / "latest") == "run"
+    assert load_checkpoint(run / "last.npz")[2]["epoch"] == 2
+
+
+def test_a_run_folder_being_written_is_not_resumed_twice(finished_run, tmp_path):
+    """While one process trains into a folder (it holds a flock on it), a second resume is refused."""
+    fcntl = pytest.importorskip("fcntl")
+    run = copy_run(finished_run, tmp_path / "run")
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="being written by another vae process"):
+            train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+    finally:
+        os.close(fd)
+    train(None, resume=run, progress=False, figures=False, log=lambda *a: None)       # released: it goes on
     assert load_checkpoint(run / "last.npz")[2]["epoch"] == 2
 
 
