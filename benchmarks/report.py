@@ -276,8 +276,8 @@ def plot_time_per_sample(results: dict, path: Path) -> None:
             _batch_axis(ax, sorted(batches))
         ax.set_xlabel("batch size")
         ax.set_ylabel("milliseconds per sample")
-        ax.set_title(MODE_TITLES[mode] + ("\n(big open circle: the overhead-bound knee)" if mode == "train" else ""),
-                     fontsize=10)
+        ax.set_title(MODE_TITLES[mode] + f"\nopen circle: knee (from there, doubling the batch saves < {KNEE_FALL:.0%} "
+                     f"per sample)", fontsize=10)
         ax.legend(fontsize=7.5)
         _skipped_note(ax, results)
     _title(fig, f"VAE {', '.join(archs)}: time per sample against batch size (median, IQR bars)", results)
