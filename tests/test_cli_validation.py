@@ -156,3 +156,28 @@ def test_from_the_outside(sandbox, args, code, expected):
     assert proc.returncode == code
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(expected), proc.stderr
     assert proc.stdout == "" and snapshot(sandbox) == before
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--preset", "quick"], {"epochs": 1, "train_limit": 5000, "batch_size": 128}),
+    (["--preset", "quick", "--epochs", "3"], {"epochs": 3, "train_limit": 5000}),
+    (["--preset", "default"], {"epochs": 10, "train_limit": None}),
+    (["--seed", "0", "--lr", "0.01"], {"seed": 0, "lr": 0.01, "epochs": 10}),
+])
+def test_presets_and_explicit_options(sandbox, capsys, monkeypatch, args, expected):
+    import numpy_vae.training as training
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda config, **kw: seen.setdefault("config", config))
+    assert run_main(["train", *args], capsys)[0] == 0
+    assert {k: getattr(seen["config"], k) for k in expected} == expected
+    assert seen["config"].data_dir == "data"
+
+
+def test_resume_passes_only_data_dir_on(sandbox, capsys, monkeypatch):
+    import numpy_vae.training as training
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda config, **kw: seen.update(config=config, **kw))
+    (sandbox / "elsewhere").mkdir()
+    assert run_main(["train", "--resume", "runs/done", "--data-dir", "elsewhere", "--no-figures"], capsys)[0] == 0
+    assert seen["config"] is None and seen["resume"] == Path("runs/done") and seen["data_dir"] == "elsewhere"
+    assert seen["figures"] is False
