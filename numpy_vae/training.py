@@ -154,8 +154,11 @@ def make_backend(config: TrainConfig):
 
     ``numpy_vae`` never imports ``torch_vae``: the torch backend announces itself in
     pyproject.toml under the entry-point group ``vae_from_scratch.backends``.
-    A backend that cannot be loaded or cannot use the device raises ConfigError.
+    A backend that cannot be loaded or cannot use the device raises ConfigError, and so
+    does a config that fails :func:`validate_config` (checked first, so a config read from
+    an untrusted checkpoint cannot make a model of absurd size).
     """
+    validate_config(config)
     kwargs = dict(model_config=config.model_config(), lr=config.lr, weight_decay=config.weight_decay,
                   seed=config.seed, clip_grad_norm=config.clip_grad_norm, device=config.device)
     if config.backend == "numpy":

@@ -416,6 +416,23 @@ def test_checkpoint_header_claiming_a_terabyte_allocates_nothing():
     assert mem.peak < MiB
 
 
+def test_checkpoint_config_claiming_a_huge_model_builds_nothing(tmp_path):
+    """A meta config asking for 20 billion parameters: refused before any model is allocated."""
+    from numpy_vae.restore import load_backend
+    from numpy_vae.training import ConfigError, TrainConfig, train
+    CASES["checkpoint absurd config"] += 2
+    run = tmp_path / "run"
+    run.mkdir()
+    meta = {**valid_meta(), "config": {**TrainConfig().to_json(), "hidden": [100_000, 100_000]}}
+    save_checkpoint(run / "last.npz", valid_params(), valid_optim(), meta)
+    with peak_memory() as mem:
+        with pytest.raises(ConfigError, match="20,1.* parameters"):
+            load_backend(run / "last.npz")
+        with pytest.raises(CheckpointError, match="saved config cannot run .*parameters"):
+            train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+    assert mem.peak < MiB
+
+
 # -------------------------------------------------------- check_params & co
 @st.composite
 def damaged_params(draw):
