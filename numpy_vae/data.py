@@ -290,8 +290,16 @@ def _parse_idx(stream: IO[bytes], path: Path, size: int | None) -> np.ndarray:
             path,
             f"{size - expected} trailing bytes: expected {expected} bytes, got {size}",
         )
-    buf = bytearray(total)
-    got = _readinto_full(stream, buf)
+    if size is None:
+        # gzip: how much data there really is shows only while reading, so grow the buffer
+        # chunk by chunk instead of trusting the header's claim with one big allocation.
+        buf = bytearray()
+        while len(buf) < total and (chunk := stream.read(min(_CHUNK, total - len(buf)))):
+            buf += chunk
+        got = len(buf)
+    else:
+        buf = bytearray(total)  # the file's size was checked against the header above
+        got = _readinto_full(stream, buf)
     if got < total:
         raise _corrupt(
             path, f"truncated: expected {expected} bytes{gz_note}, got {header_len + got}"
