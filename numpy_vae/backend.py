@@ -45,9 +45,12 @@ class NumpyBackend:
             raise NonFiniteError(f"loss is {loss}")
         self.model.backward(need_input_grad=False)
         grad = self.model.grad_flat
-        norm = float(np.sqrt(np.dot(grad, grad)))
+        with np.errstate(over="ignore", invalid="ignore"):     # an overflow is handled just below
+            norm = float(np.sqrt(np.dot(grad, grad)))
         if not math.isfinite(norm):
-            raise NonFiniteError(f"gradient norm is {norm}")
+            if not np.isfinite(grad).all():
+                raise NonFiniteError(f"gradient norm is {norm}")
+            norm = float(np.linalg.norm(grad.astype(np.float64)))   # finite, but its square overflowed float32
         if self.clip_grad_norm is not None:
             grad *= self.dtype.type(clip_coefficient(norm, self.clip_grad_norm))
         self.optimizer.step(grad)

@@ -139,8 +139,9 @@ class MLPVAE:
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise InputError(f"{name} contains NaN or infinite values; clean the data before calling the model")
         if lo < 0 or hi > 1:
+            hint = "divide 8-bit pixel values by 255" if lo >= 0 and hi <= 255 else "rescale the pixels to [0, 1]"
             raise InputError(f"{name} must lie in [0, 1] for the Bernoulli likelihood, got values in [{lo:g}, {hi:g}]; "
-                             f"divide pixel values by 255")
+                             f"{hint}")
         return x
 
     def _check_eps(self, eps, batch: int) -> np.ndarray:
@@ -161,9 +162,18 @@ class MLPVAE:
         stats = self.heads.forward(h)
         return stats[:, :self.latent], stats[:, self.latent:]
 
-    def decode(self, z: np.ndarray, probs: bool = False) -> np.ndarray:
+    def decode(self, z, probs: bool = False) -> np.ndarray:
         """z (B, L) -> logits (B, 784), or pixel probabilities when ``probs``."""
-        h = np.ascontiguousarray(z, dtype=self.dtype)
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.latent or not np.issubdtype(z.dtype, np.number):
+            raise InputError(f"z must be a numeric array of shape (batch, {self.latent}), got {z.dtype} {z.shape}")
+        z = np.ascontiguousarray(z, dtype=self.dtype)
+        if not np.isfinite(z).all():
+            raise InputError("z contains NaN or infinite values")
+        return self._decode(z, probs)
+
+    def _decode(self, z: np.ndarray, probs: bool = False) -> np.ndarray:
+        h = z
         for layer in self.decoder:
             h = layer.forward(h)
         return sigmoid(h) if probs else h
@@ -179,7 +189,7 @@ class MLPVAE:
         eps = self._check_eps(eps, x.shape[0])
         mu, logvar = self.encode(x)
         z = self.reparameterize.forward(mu, logvar, eps)
-        logits = self.decode(z)
+        logits = self._decode(z)
         recon, kl = self.nll.forward(logits, x), self.kl.forward(mu, logvar)
         self._batch = x.shape[0]
         return {"loss": (recon + self.beta * kl).mean(), "recon": recon.mean(), "kl": kl.mean(),
@@ -213,11 +223,13 @@ class MLPVAE:
     def reconstruct(self, x) -> np.ndarray:
         """Pixel probabilities decoded from the posterior mean: (B, 784)."""
         mu, _ = self.encode(self.check_input(x))
-        return self.decode(mu, probs=True)
+        return self._decode(mu, probs=True)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n digits decoded (as probabilities) from z ~ N(0, I): (n, 784)."""
-        return self.decode(rng.standard_normal((n, self.latent)), probs=True)
+        if int(n) != n or n < 1:
+            raise InputError(f"n must be a positive integer, got {n!r}")
+        return self._decode(rng.standard_normal((int(n), self.latent)).astype(self.dtype), probs=True)
 
     def load_params(self, params: dict[str, np.ndarray]) -> None:
         """Copy arrays (NumPy or anything array-like, e.g. a torch state_dict's values) into the model."""

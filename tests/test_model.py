@@ -162,3 +162,40 @@ def test_load_params_moves_weights_between_models_and_refuses_misfits():
 
 def test_public_names_are_exported():
     assert callable(numpy_vae.build_model) and callable(numpy_vae.draw_eps)
+
+
+def test_decode_and_sample_refuse_bad_input_at_the_entry_point():
+    model = build_model(latent=3, hidden=(4,))
+    with pytest.raises(InputError, match=r"z must .*\(batch, 3\)"):
+        model.decode(np.zeros((2, 5)))
+    with pytest.raises(InputError, match="NaN"):
+        model.decode(np.full((2, 3), np.nan))
+    with pytest.raises(InputError, match="positive integer"):
+        model.sample(0, np.random.default_rng(0))
+    assert model.sample(2, np.random.default_rng(0)).shape == (2, 784)
+
+
+def test_out_of_range_hint_fits_the_input():
+    model = build_model(latent=2, hidden=(4,))
+    with pytest.raises(InputError, match="255"):
+        model.forward(np.full((1, 784), 200.0), np.zeros((1, 2)))
+    with pytest.raises(InputError, match="rescale"):
+        model.forward(np.full((1, 784), -3.0), np.zeros((1, 2)))
+
+
+def test_gradient_norm_beyond_float32_squares_is_not_mistaken_for_a_non_finite_gradient():
+    from numpy_vae.backend import NumpyBackend
+    backend = NumpyBackend({"latent": 2, "hidden": (4,)}, clip_grad_norm=1.0)
+    rng = np.random.default_rng(0)
+    backend.model.params["decoder.2.bias"][:] = 0
+    x, eps = rng.random((2, 784), dtype=np.float32), np.zeros((2, 2), np.float32)
+    real_backward = backend.model.backward
+
+    def huge_backward(need_input_grad=True):      # finite gradients whose squared norm overflows float32
+        out = real_backward(need_input_grad)
+        backend.model.grad_flat[:] = 1e20
+        return out
+    backend.model.backward = huge_backward
+    before = backend.model.flat.copy()
+    backend.train_step(x, eps)                        # clipped to norm 1, then one Adam step: no error
+    assert np.isfinite(backend.model.flat).all() and not np.array_equal(before, backend.model.flat)
