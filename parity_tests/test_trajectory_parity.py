@@ -29,7 +29,7 @@ def batches_for(seed: int, batch: int, steps: int = STEPS, kind: str = "digits")
 
 
 @given(hidden=st.lists(st.integers(1, 32), min_size=1, max_size=3).map(tuple), latent=st.integers(1, 6),
-       batch=st.integers(1, 16), beta=st.floats(0, 2), lr=st.floats(1e-4, 1e-2),
+       batch=st.integers(1, 16), beta=st.just(0.0) | st.floats(1e-3, 2), lr=st.floats(1e-4, 1e-2),
        weight_decay=st.sampled_from([0.0, 1e-4, 1e-2]), clip=st.sampled_from([None, 0.5, 5.0, 100.0]),
        seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["uniform", "binary", "digits"]))
 def test_fifty_adam_steps_agree_in_float64(hidden, latent, batch, beta, lr, weight_decay, clip, seed, kind):
