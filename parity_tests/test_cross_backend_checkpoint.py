@@ -1,7 +1,8 @@
 """Checkpoints cross backends: trained by one, evaluated and resumed by the other (real MNIST).
 
-1. A short real training run (first 512 training images, 1 epoch) with one
-   backend; its best.npz, loaded by *both* backends, evaluates through
+1. A short real training run (first 512 training images, 1 epoch) with each
+   backend writes the same run folder (files, metrics.csv columns, figures);
+   each run's best.npz, loaded by *both* backends, evaluates through
    ``numpy_vae.training.evaluate`` on the 10,000 test images to the same
    negative ELBO within float32 rounding, which is also the one the run wrote
    to metrics.csv.
@@ -17,6 +18,7 @@ backends vs uninterrupted: worst parameter relative error 2e-15.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -41,10 +43,40 @@ def _config(tmp_path, mnist_dir, backend, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist_dir) -> dict:
+    """One short real run per backend, same config and seed, figures and report included: name -> (config, dir)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    out = {}
+    for backend in ("numpy", "torch"):
+        config = _config(tmp, mnist_dir, backend)
+        out[backend] = (config, train(config, progress=False, figures=True, log=_quiet))
+    return out
+
+
+def test_both_backends_write_the_same_run_folder(runs):
+    (_, numpy_dir), (_, torch_dir) = runs["numpy"], runs["torch"]
+    files = sorted(p.name for p in numpy_dir.iterdir())
+    assert {"config.json", "metrics.csv", "last.npz", "best.npz", "reconstructions.png", "samples.png"} <= set(files)
+    assert sorted(p.name for p in torch_dir.iterdir()) == files
+    rows = {}
+    for backend, (_, run_dir) in runs.items():
+        with open(run_dir / "metrics.csv") as f:
+            reader = csv.DictReader(f)
+            rows[backend] = (reader.fieldnames, list(reader))
+    assert rows["numpy"][0] == rows["torch"][0]
+    # Same batches, same noise, same init: the float32 metrics agree to float32 rounding.
+    for key in ("train_loss", "train_recon", "test_loss", "test_recon"):
+        n, t = float(rows["numpy"][1][-1][key]), float(rows["torch"][1][-1][key])
+        assert abs(n - t) <= 1e-5 * abs(t), (key, n, t)
+    for key in ("train_kl", "test_kl"):
+        n, t = float(rows["numpy"][1][-1][key]), float(rows["torch"][1][-1][key])
+        assert abs(n - t) <= 1e-4 * abs(t), (key, n, t)
+
+
 @pytest.mark.parametrize("trained_by", ["numpy", "torch"])
-def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(tmp_path, mnist_dir, trained_by):
-    config = _config(tmp_path, mnist_dir, trained_by)
-    run_dir = train(config, progress=False, figures=False, log=_quiet)
+def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(runs, mnist_dir, trained_by):
+    config, run_dir = runs[trained_by]
     params, _, meta = load_checkpoint(run_dir / "best.npz")
     assert meta["backend"] == trained_by
     with open(run_dir / "metrics.csv") as f:
@@ -52,9 +84,10 @@ def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(tmp_path, m
     test_x, _ = load_mnist(mnist_dir, "test")
     results = {}
     for backend in ("numpy", "torch"):
-        b = make_backend(TrainConfig(**{**config.__dict__, "backend": backend}))
+        b = make_backend(dataclasses.replace(config, backend=backend))
         b.set_params(params)
         results[backend] = evaluate(b, test_x, config.seed, np.float32)["loss"]
+    print(f"trained by {trained_by}: recorded {recorded!r}, evaluated {results}")
     assert 80 < results[trained_by] < 600, results          # a real, partly trained negative ELBO
     for backend, loss in results.items():
         assert abs(loss - recorded) <= FLOAT32_ROUNDING * recorded, (backend, loss, recorded)

@@ -148,6 +148,12 @@ def test_whole_model_with_logits_1e4_and_binary_x(dtype, data, seed, hidden):
 @given(**model_draws)
 def test_whole_model_with_logvar_30_logits_1e4_and_binary_x(dtype, data, seed, hidden):
     b, latent = _sizes(data, dtype)
+    if dtype == np.float32:
+        # z ~ 3e6 is carried to ~0.25 in float32, so a gradient that sums z over the batch, as
+        # decoder.0.weight's does, can cancel to rounding level: with a single hidden unit that
+        # is one near-cancelled row (Hypothesis: hidden=(1,), batch=4, latent=4, seed=20 gave
+        # 1.4e-4).  With >= 8 units every row would have to cancel at once.
+        hidden = tuple(max(h, 8) for h in hidden)
     ref, port = _extreme_models(dtype, seed, latent, hidden, data.draw(signs((784,))),
                                 data.draw(signs((latent,))))
     x = data.draw(binary((b, 784))).astype(dtype)
