@@ -3,7 +3,10 @@
 NumPy runs on the CPU as always; torch_vae runs on the GPU (cuBLAS float64
 matmuls: no TF32, which only ever applies to float32).  Same tolerances as on
 the CPU: 1e-10 relative for the gradients, 1e-9 for the parameters after 50
-Adam steps.  Every test here skips, with the reason, on a machine without CUDA.
+Adam steps (lr drawn from [1e-4, 3e-3], as on the CPU and for the same reason).
+Every test here skips, with the reason, on a machine without CUDA.
+
+Not yet run on a GPU: the session that wrote these had none.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def test_whole_model_default_architecture_on_cuda_float64():
 
 
 @given(hidden=st.lists(st.integers(1, 32), min_size=1, max_size=3).map(tuple), latent=st.integers(1, 6),
-       batch=st.integers(1, 16), lr=st.floats(1e-4, 1e-2), clip=st.sampled_from([None, 0.5, 100.0]),
+       batch=st.integers(1, 16), lr=st.floats(1e-4, 3e-3), clip=st.sampled_from([None, 0.5, 100.0]),
        seed=st.integers(0, 2**32 - 1))
 def test_fifty_adam_steps_on_cuda_float64(hidden, latent, batch, lr, clip, seed):
     config = {"arch": "mlp", "latent": latent, "hidden": hidden, "beta": 1.0, "dtype": np.dtype(np.float64)}

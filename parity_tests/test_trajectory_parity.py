@@ -7,15 +7,24 @@ After 50 steps every parameter, and both Adam moments, agree to 1e-9 relative
 in float64 (the per-step losses too).  Hypothesis draws the architecture,
 batch size, learning rate, weight decay, gradient clipping and seed.
 
-Measured worst relative error after 50 steps, over parameters, moments and losses
-(fast profile / thorough, 400 examples):  float64  <= 3e-14 / TODO
-Default architecture, batch 32, lr 1e-3, 50 steps: 3e-15 (float64).
+The learning rate is drawn from [1e-4, 3e-3] (the default is 1e-3).  Above that,
+on tiny models, training itself becomes chaotic: it doubles any perturbation every
+few steps, so no two float64 implementations stay within 1e-9.  Measured at
+lr = 7.6e-3, hidden (19,), latent 1, beta 0, batch 13, seed 13: NumPy against torch
+1e-16 after step 1, 3e-12 after step 50 (1.4e-11 in exp_avg); NumPy against *itself*
+started one ulp away, 1.2e-11 after step 50 -- the same size, so the difference
+is the dynamics', not the implementations'.
+
+Measured worst relative error after 50 steps over parameters, moments and losses,
+"fast run / thorough run (400 examples)":  float64  4.3e-15 / MEASURE
+Default architecture, batch 32, lr 1e-3, 50 steps: float64 5.7e-15.
+float32 (64, 32), latent 8, 50 steps, with and without clipping: 3.3e-6.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from parity_helpers import check_trajectory, mnist_like
 
@@ -29,7 +38,7 @@ def batches_for(seed: int, batch: int, steps: int = STEPS, kind: str = "digits")
 
 
 @given(hidden=st.lists(st.integers(1, 32), min_size=1, max_size=3).map(tuple), latent=st.integers(1, 6),
-       batch=st.integers(1, 16), beta=st.just(0.0) | st.floats(1e-3, 2), lr=st.floats(1e-4, 1e-2),
+       batch=st.integers(1, 16), beta=st.just(0.0) | st.floats(1e-3, 2), lr=st.floats(1e-4, 3e-3),
        weight_decay=st.sampled_from([0.0, 1e-4, 1e-2]), clip=st.sampled_from([None, 0.5, 5.0, 100.0]),
        seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["uniform", "binary", "digits"]))
 def test_fifty_adam_steps_agree_in_float64(hidden, latent, batch, beta, lr, weight_decay, clip, seed, kind):

@@ -38,6 +38,7 @@ from numpy_vae.backend import NumpyBackend
 from numpy_vae.reparameterize import draw_eps
 
 from .backend import TorchBackend
+from .convert import to_torch
 from .model import build_model, torch_dtype
 
 # Relative-error tolerances: gradients (section 1) and parameters after Adam steps (section 2).
@@ -111,7 +112,6 @@ def gradient_rows(model_config: dict, x: np.ndarray, eps: np.ndarray, seed: int 
     mod = build_model(**config, dtype=torch_dtype(dtype), seed=seed, device=device)
     if params is not None:
         ref.load_params(params)
-        from .convert import to_torch
         to_torch(params, mod)
     out_np = ref.forward(x, eps)
     grads_np, dx_np = ref.backward()
