@@ -11,9 +11,11 @@
    ends where the same backend, uninterrupted, ends: every parameter within
    1e-9 relative.
 
-Measured (fast profile): test negative ELBO numpy -> torch and torch -> numpy equal
-to the last printed digit (relative difference 0 and <= 2e-7); resumed across
-backends vs uninterrupted: worst parameter relative error 2e-15.
+Measured: both runs' best.npz evaluate to 527.2370666503906 (NumPy) and
+527.2370544433594 (torch) nats whichever backend trained them: 2.3e-8 apart, the
+float32 rounding of the per-batch means; metrics.csv holds the training backend's
+own number.  Resumed across backends vs uninterrupted: every parameter and Adam
+moment within 2e-16 relative.
 """
 from __future__ import annotations
 
