@@ -101,12 +101,54 @@ def test_non_finite_loss_raises_and_leaves_parameters_alone():
 def test_input_errors_are_numpy_vaes():
     t, n = TorchBackend(CONFIG), NumpyBackend(CONFIG)
     x, eps = _batches(1)[0]
-    for bad_x, bad_eps in [(x * 2, eps), (x[:, :100], eps), (x, eps[:, :2])]:
+    for bad_x, bad_eps in [(x * 2, eps), (x * 300, eps), (x[:, :100], eps), (x, eps[:, :2])]:
         with pytest.raises(InputError) as et:
             t.evaluate(bad_x, bad_eps)
         with pytest.raises(InputError) as en:
             n.evaluate(bad_x, bad_eps)
         assert str(et.value) == str(en.value)
+    for bad_z in [np.zeros((2, 4)), np.zeros(3), np.array([[np.nan, 0, 0]]), np.array([["a", "b", "c"]])]:
+        for method in ("decode", "decode_logits"):
+            with pytest.raises(InputError) as et:
+                getattr(t, method)(bad_z)
+            with pytest.raises(InputError) as en:
+                getattr(n, method)(bad_z)
+            assert str(et.value) == str(en.value)
+
+
+NUMPY_ADAM_SQUARES_FIRST = (
+    "numpy_vae's Adam forms g * g before scaling by (1 - b2), so for |g| > 1.8e19 in float32 (1.3e154 in "
+    "float64) it stores exp_avg_sq = inf, and that parameter never moves again (m / inf = 0, and b2 * inf "
+    "stays inf); torch's exp_avg_sq.addcmul_(g, g, value=1 - b2) forms (1 - b2) g first and stays finite. "
+    "Reported, not fixed here: numpy_vae/optimizers.py belongs to another change.")
+
+
+@pytest.mark.parametrize("clip", [1.0, pytest.param(None, marks=pytest.mark.xfail(strict=True,
+                                                                                    reason=NUMPY_ADAM_SQUARES_FIRST))])
+def test_finite_float32_gradient_whose_norm_overflows_float32_is_kept(clip):
+    """logvar ~ 46: the KL's gradient is ~5e19 per entry, finite, but its squared norm exceeds float32's
+    range.  NumpyBackend measures such a norm in float64 and steps; TorchBackend does the same, and
+    both must leave the same parameters and Adam moments (finite) behind."""
+    config = {**CONFIG, "dtype": np.dtype(np.float32)}
+    n, t = NumpyBackend(config, clip_grad_norm=clip), TorchBackend(config, clip_grad_norm=clip)
+    params = n.get_params()
+    params["fc_logvar.bias"][...] = 46.0
+    n.set_params(params)
+    t.set_params(params)
+    x, eps = _batches(1)[0]
+    eps = eps.astype(np.float32) * 0                      # z = mu: the decoder stays in range
+    out = t.model(*t._batch(x, eps))
+    out["loss"].backward()
+    assert not torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in t.params]))   # float32 overflows
+    t.optimizer.zero_grad()
+    with np.errstate(over="ignore"):
+        losses = n.train_step(x, eps), t.train_step(x, eps)
+    assert np.isfinite(losses).all()
+    assert int(n.optimizer_state()["step"]) == int(t.optimizer_state()["step"]) == 1
+    for name, value in n.get_params().items():
+        assert_parity(name, value, t.get_params()[name], np.float32)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert_parity(key, n.optimizer_state()[key], t.optimizer_state()[key], np.float32)
 
 
 @pytest.mark.parametrize("device, message", [

@@ -83,13 +83,16 @@ class TorchBackend:
         if not math.isfinite(loss):
             raise NonFiniteError(f"loss is {loss}")
         out["loss"].backward()
+        # clip_grad_norm_ is exactly these two halves; split so that a finite float32 gradient whose
+        # norm overflows float32 is measured in float64 and kept, as NumpyBackend keeps it.
+        grads = [p.grad for p in self.params]
+        norm = torch.nn.utils.get_total_norm(grads)
+        if not torch.isfinite(norm):
+            if not all(bool(torch.isfinite(g).all()) for g in grads):
+                raise NonFiniteError(f"gradient norm is {float(norm)}")
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
         if self.clip_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params])
-        norm = float(norm)
-        if not math.isfinite(norm):
-            raise NonFiniteError(f"gradient norm is {norm}")
+            torch.nn.utils.clip_grads_with_norm_(self.params, self.clip_grad_norm, norm)
         self.optimizer.step()
         return loss, float(out["recon"].detach()), float(out["kl"].detach())
 
@@ -110,15 +113,25 @@ class TorchBackend:
         mu, logvar = self.model.encode(self._tensor(MLPVAE.check_input(self._checker, x)))
         return mu.cpu().numpy(), logvar.cpu().numpy()
 
+    def _latent(self, z) -> torch.Tensor:
+        """z as a tensor, or InputError with numpy_vae's message (MLPVAE.decode's checks)."""
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.model.latent or not np.issubdtype(z.dtype, np.number):
+            raise InputError(f"z must be a numeric array of shape (batch, {self.model.latent}), got {z.dtype} {z.shape}")
+        z = np.ascontiguousarray(z, dtype=self.dtype)
+        if not np.isfinite(z).all():
+            raise InputError("z contains NaN or infinite values")
+        return self._tensor(z)
+
     @torch.no_grad()
     def decode(self, z: np.ndarray) -> np.ndarray:
         """z (B, L) -> pixel probabilities (B, 784)."""
-        return self.model.decode(self._tensor(z), probs=True).cpu().numpy()
+        return self.model.decode(self._latent(z), probs=True).cpu().numpy()
 
     @torch.no_grad()
     def decode_logits(self, z: np.ndarray) -> np.ndarray:
         """z (B, L) -> Bernoulli logits (B, 784)."""
-        return self.model.decode(self._tensor(z)).cpu().numpy()
+        return self.model.decode(self._latent(z)).cpu().numpy()
 
     # ---------------------------------------------------------------- state
     def get_params(self) -> dict[str, np.ndarray]:
