@@ -109,9 +109,9 @@ class Adam:
         m *= b1
         np.multiply(g, 1 - b1, out=s)
         m += s
-        # v <- b2 v + (1 - b2) g^2
-        np.square(g, out=s)
-        s *= 1 - b2
+        # v <- b2 v + (1 - b2) g^2     ((1 - b2) g first, as torch's addcmul: g^2 alone overflows float32 for |g| > 1.8e19)
+        np.multiply(g, 1 - b2, out=s)
+        s *= g
         v *= b2
         v += s
         # p <- p - (step_size c) m / (sqrt(v) + eps c),   c = sqrt(1 - b2^t)

@@ -116,15 +116,7 @@ def test_input_errors_are_numpy_vaes():
             assert str(et.value) == str(en.value)
 
 
-NUMPY_ADAM_SQUARES_FIRST = (
-    "numpy_vae's Adam forms g * g before scaling by (1 - b2), so for |g| > 1.8e19 in float32 (1.3e154 in "
-    "float64) it stores exp_avg_sq = inf, and that parameter never moves again (m / inf = 0, and b2 * inf "
-    "stays inf); torch's exp_avg_sq.addcmul_(g, g, value=1 - b2) forms (1 - b2) g first and stays finite. "
-    "Reported, not fixed here: numpy_vae/optimizers.py belongs to another change.")
-
-
-@pytest.mark.parametrize("clip", [1.0, pytest.param(None, marks=pytest.mark.xfail(strict=True,
-                                                                                    reason=NUMPY_ADAM_SQUARES_FIRST))])
+@pytest.mark.parametrize("clip", [1.0, None])
 def test_finite_float32_gradient_whose_norm_overflows_float32_is_kept(clip):
     """logvar ~ 46: the KL's gradient is ~5e19 per entry, finite, but its squared norm exceeds float32's
     range.  NumpyBackend measures such a norm in float64 and steps; TorchBackend does the same, and
