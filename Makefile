@@ -24,5 +24,8 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: $(VENV)/.installed
+	$(VENV)/bin/vae bench --quick
+
 clean-venv:
 	rm -rf $(VENV)

@@ -84,3 +84,34 @@ def test_sgd_with_momentum_and_weight_decay_follows_torch_semantics():
     opt.step(g)                                # b = 0.9 b + (g + wd p)
     b2 = 0.9 * b1 + g + 0.01 * expected1
     np.testing.assert_allclose(p, expected1 - 0.1 * b2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_flushes_subnormal_moments_and_nothing_else(dtype):
+    """A coordinate whose gradient stays 0 has exp_avg decaying into subnormals; they are flushed to 0."""
+    tiny = np.finfo(dtype).tiny
+    p = np.zeros(6, dtype)
+    opt = Adam(p, lr=1e-3, block=4)
+    opt.step(np.array([1, 1, 1, 1, 1, 1], dtype))
+    opt.exp_avg[:] = [tiny / 4, -tiny / 3, tiny, 1.0, -tiny * 2, 0.0]
+    opt.exp_avg_sq[:] = [tiny / 8, 1.0, 1.0, 1.0, 1.0, 1.0]
+    before_m = opt.exp_avg.copy()
+    opt._flush_subnormals()
+    np.testing.assert_array_equal(opt.exp_avg, [0, 0, tiny, 1.0, -tiny * 2, 0.0])
+    np.testing.assert_array_equal(opt.exp_avg_sq, [0, 1, 1, 1, 1, 1])
+    assert before_m[2] == opt.exp_avg[2]
+
+
+def test_adam_with_a_dead_coordinate_never_holds_subnormals_for_long():
+    """Unflushed, exp_avg of a zero-gradient coordinate would stay subnormal ~150 steps (0.9^t over 7 decades)."""
+    p = np.zeros(2, np.float32)
+    opt = Adam(p, lr=1e-3)
+    opt.step(np.array([1e-3, 1e-3], np.float32))
+    steps_subnormal = 0
+    for _ in range(1500):                      # coordinate 0 keeps its gradient, coordinate 1 sees only zeros
+        opt.step(np.array([1e-3, 0], np.float32))
+        m = opt.exp_avg[1]
+        steps_subnormal += bool(m != 0 and abs(m) < np.finfo(np.float32).tiny)
+        assert opt.exp_avg[0] > 0
+    assert opt.exp_avg[1] == 0
+    assert 0 < steps_subnormal <= Adam.FLUSH_EVERY
