@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from numpy_vae.commands import UsageError, add_data_dir, positive_float, positive_int
+from numpy_vae.commands import UsageError, add_data_dir, non_negative_float, positive_float, positive_int
 
 BACKEND_NAMES = ["numpy-f32", "numpy-f64", "torch-cpu-f32", "torch-cuda-f32"]
 
@@ -32,16 +32,6 @@ def _backend_list(text: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown or text!r}; choose from {','.join(BACKEND_NAMES)}")
     return list(dict.fromkeys(names))
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=positive_int, default=None, help="interleaved repeats (default: 15; --quick: 5)")
     p.add_argument("--min-time", type=positive_float, default=None,
                    help="seconds per timed sample of one point (default: 0.2; --quick: 0.06)")
-    p.add_argument("--settle", type=_non_negative_float, default=0.2,
+    p.add_argument("--settle", type=non_negative_float, default=0.2,
                    help="seconds to pause when the next point uses another thread pool (default: 0.2)")
     p.add_argument("--matmul-size", type=positive_int, default=2048,
                    help="n of the n x n float32 matmul that measures the machine's rate (default: 2048)")
