@@ -1,7 +1,10 @@
 """The ``vae`` command.
 
     vae train [options]          train a VAE (NumPy by default), writing runs/NAME/
+    vae report RUN_DIR           diagnostic figures and report.html of a run
+    vae evaluate CHECKPOINT      test negative ELBO and importance-weighted NLL
     vae data fetch [--data-dir]  get MNIST, verified against the original MD5s
+    vae parity, vae bench        from torch_vae and benchmarks (entry points)
 
 Each subcommand is a module of ``numpy_vae.commands`` with ``register(subparsers)``.
 Other packages add theirs (``vae parity``, ``vae bench``) through the entry-point

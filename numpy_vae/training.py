@@ -11,7 +11,7 @@ A run folder ``runs/NAME/`` receives::
     metrics.csv     one row per epoch: train and test loss, recon, kl, seconds
     last.npz        checkpoint after the latest epoch (the final one once the run ends)
     best.npz        checkpoint of the epoch with the lowest test loss
-    reconstructions.png, samples.png
+    report.html and the diagnostic figures (numpy_vae.report), unless figures=False
 
 Crash safety.  Every file is written atomically (``checkpoint.atomic_write``).
 After each epoch metrics.csv and best.npz are written first and last.npz last:
