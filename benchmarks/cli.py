@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-from numpy_vae.commands import UsageError, add_data_dir, non_negative_float, positive_float, positive_int
+from numpy_vae.commands import (UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float,
+                                positive_int)
 
 BACKEND_NAMES = ["numpy-f32", "numpy-f64", "torch-cpu-f32", "torch-cuda-f32"]
 
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"one that cannot run here is reported as skipped)")
     p.add_argument("--archs", default=None,
                    help="comma-separated architecture names from benchmarks.runner.ARCHITECTURES (default: all)")
-    p.add_argument("--hidden", type=_int_list_ordered, default=None,
+    p.add_argument("--hidden", type=hidden_sizes, default=None,
                    help="benchmark one custom MLP with these hidden sizes instead, e.g. 64,32")
     p.add_argument("--latent", type=positive_int, default=20, help="latent size with --hidden (default: 20)")
     p.add_argument("--hidden-widths", type=_int_list, default=None,
@@ -68,14 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench_results", help="output folder (default: bench_results)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _int_list_ordered(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(positive_int(t) for t in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 512,256, got {text!r}") from None
-    return values
 
 
 def register(sub) -> None:
