@@ -2,22 +2,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from pathlib import Path
 
 import pytest
 import torch
-
-REPO_DATA = Path(__file__).resolve().parent.parent / "data"
-
-
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """The verified MNIST files in $VAE_DATA_DIR or the repo's data/, fetched once if missing (a no-op if present)."""
-    from numpy_vae.data import fetch_mnist
-    cache = Path(os.environ.get("VAE_DATA_DIR") or REPO_DATA)
-    fetch_mnist(cache, progress=False)
-    return cache
 
 
 @pytest.fixture(autouse=True)

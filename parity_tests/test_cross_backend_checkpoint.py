@@ -39,19 +39,19 @@ def _quiet(*args, **kwargs):
     pass
 
 
-def _config(tmp_path, mnist_dir, backend, **kw) -> TrainConfig:
+def _config(tmp_path, real_mnist_dir, backend, **kw) -> TrainConfig:
     base = dict(backend=backend, epochs=1, batch_size=128, train_limit=512, latent=10, hidden=(128, 64),
-                seed=3, data_dir=str(mnist_dir), runs_dir=str(tmp_path), name=f"{backend}-run")
+                seed=3, data_dir=str(real_mnist_dir), runs_dir=str(tmp_path), name=f"{backend}-run")
     return TrainConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, mnist_dir) -> dict:
+def runs(tmp_path_factory, real_mnist_dir) -> dict:
     """One short real run per backend, same config and seed, figures and report included: name -> (config, dir)."""
     tmp = tmp_path_factory.mktemp("runs")
     out = {}
     for backend in ("numpy", "torch"):
-        config = _config(tmp, mnist_dir, backend)
+        config = _config(tmp, real_mnist_dir, backend)
         out[backend] = (config, train(config, progress=False, figures=True, log=_quiet))
     return out
 
@@ -77,13 +77,13 @@ def test_both_backends_write_the_same_run_folder(runs):
 
 
 @pytest.mark.parametrize("trained_by", ["numpy", "torch"])
-def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(runs, mnist_dir, trained_by):
+def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(runs, real_mnist_dir, trained_by):
     config, run_dir = runs[trained_by]
     params, _, meta = load_checkpoint(run_dir / "best.npz")
     assert meta["backend"] == trained_by
     with open(run_dir / "metrics.csv") as f:
         recorded = float(list(csv.DictReader(f))[-1]["test_loss"])
-    test_x, _ = load_mnist(mnist_dir, "test")
+    test_x, _ = load_mnist(real_mnist_dir, "test")
     results = {}
     for backend in ("numpy", "torch"):
         b = make_backend(dataclasses.replace(config, backend=backend))
@@ -97,12 +97,12 @@ def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(runs, mnist
 
 
 @pytest.mark.parametrize("first", ["numpy", "torch"])
-def test_last_npz_resumes_in_the_other_backend(tmp_path, mnist_dir, first):
+def test_last_npz_resumes_in_the_other_backend(tmp_path, real_mnist_dir, first):
     kw = dict(train_limit=256, batch_size=64, latent=6, hidden=(48, 24), dtype="float64")
-    straight = train(_config(tmp_path, mnist_dir, first, epochs=2, name="straight", **kw),
+    straight = train(_config(tmp_path, real_mnist_dir, first, epochs=2, name="straight", **kw),
                      progress=False, figures=False, log=_quiet)
 
-    switched = train(_config(tmp_path, mnist_dir, first, epochs=1, name="switched", **kw),
+    switched = train(_config(tmp_path, real_mnist_dir, first, epochs=1, name="switched", **kw),
                      progress=False, figures=False, log=_quiet)
     # Hand the run to the other backend for a second epoch: the checkpoint's config says who continues.
     params, optim, meta = load_checkpoint(switched / "last.npz")
