@@ -15,7 +15,7 @@ def test_in_place_adam_equals_the_reference_formula(seed, n, steps, lr, wd, b1, 
     """Blocked in-place update == textbook update, whatever the block size (partial last block too)."""
     rng = np.random.default_rng(seed)
     p = rng.normal(size=n)
-    opt = Adam(p, lr=lr, betas=(b1, b2), weight_decay=wd, block=block)
+    opt = Adam(p, lr=lr, betas=(b1, b2), weight_decay=wd, block=block, threads=1)
     ref_p, m, v = p.copy(), np.zeros(n), np.zeros(n)
     g_scale = 0.0
     for t in range(1, steps + 1):
@@ -66,6 +66,36 @@ def test_adam_state_round_trip_continues_identically():
     np.testing.assert_array_equal(p1, p2)
 
 
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3000), block=st.integers(1, 700),
+       threads=st.integers(2, 5), wd=st.sampled_from([0.0, 1e-2]), dtype=st.sampled_from([np.float32, np.float64]))
+def test_threaded_adam_is_bitwise_the_single_threaded_one(seed, n, block, threads, wd, dtype):
+    """Split over threads (more threads than blocks included), every bit of p, m and v is the same,
+    across a subnormal flush (step 16) too."""
+    rng = np.random.default_rng(seed)
+    p1 = rng.normal(size=n).astype(dtype)
+    p2 = p1.copy()
+    one = Adam(p1, lr=1e-2, weight_decay=wd, block=block, threads=1)
+    many = Adam(p2, lr=1e-2, weight_decay=wd, block=block, threads=threads)
+    assert many.threads == min(threads, -(-n // block))
+    for _ in range(Adam.FLUSH_EVERY + 1):
+        g = (rng.normal(size=n) * 10.0 ** rng.integers(-40, 3, size=n)).astype(dtype)
+        g[rng.random(n) < 0.3] = 0
+        one.step(g)
+        many.step(g)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(one.exp_avg, many.exp_avg)
+    np.testing.assert_array_equal(one.exp_avg_sq, many.exp_avg_sq)
+
+
+def test_adam_threads_share_the_buffer_in_whole_blocks():
+    opt = Adam(np.zeros(10), block=3, threads=2)
+    assert opt._bounds == [0, 6, 10]           # 4 blocks: two each, the last one short
+    with pytest.raises(ValueError, match="threads"):
+        Adam(np.zeros(10), threads=0)
+    with pytest.raises(ValueError, match="threads"):
+        Adam(np.zeros(10), threads=1.5)
+
+
 def test_adam_refuses_bad_hyperparameters():
     with pytest.raises(ValueError, match="betas"):
         Adam(np.zeros(2), betas=(1.0, 0.999))
@@ -96,7 +126,7 @@ def test_adam_flushes_subnormal_moments_and_nothing_else(dtype):
     opt.exp_avg[:] = [tiny / 4, -tiny / 3, tiny, 1.0, -tiny * 2, 0.0]
     opt.exp_avg_sq[:] = [tiny / 8, 1.0, 1.0, 1.0, 1.0, 1.0]
     before_m = opt.exp_avg.copy()
-    opt._flush_subnormals()
+    opt._flush_subnormals(opt.exp_avg, opt.exp_avg_sq, np.empty(6, dtype))
     np.testing.assert_array_equal(opt.exp_avg, [0, 0, tiny, 1.0, -tiny * 2, 0.0])
     np.testing.assert_array_equal(opt.exp_avg_sq, [0, 1, 1, 1, 1, 1])
     assert before_m[2] == opt.exp_avg[2]
