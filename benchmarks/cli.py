@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--matmul-size", type=positive_int, default=2048,
                    help="n of the n x n float32 matmul that measures the machine's rate (default: 2048)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
+    p.add_argument("--no-breakdown", action="store_true",
+                   help="skip timing the phases of one training step (forward, backward, optimizer, matmuls alone)")
     p.add_argument("--epoch", action="store_true",
                    help="also time one epoch of `vae train` against the PyTorch example VAE (about a minute)")
     p.add_argument("--epoch-repeats", type=positive_int, default=None, help="epoch pairs (default: 3; --quick: 1)")
@@ -106,12 +108,13 @@ def config_from_args(args):
         repeats=args.repeats or (5 if quick else 15),
         target_s=args.min_time or (0.06 if quick else 0.2),
         settle_s=args.settle, matmul_n=args.matmul_size, memory=not args.no_memory,
+        breakdown=not args.no_breakdown,
         epoch=args.epoch, epoch_repeats=args.epoch_repeats or (1 if quick else 3),
         data_dir=args.data_dir, out=out, seed=args.seed, quick=quick, progress=not args.no_progress)
 
 
 def run(args) -> int:
-    from .report import bar_table, table
+    from .report import bar_table, breakdown_table, table
     from .runner import MODES, run_benchmarks
     config = config_from_args(args)
     t0 = time.perf_counter()
@@ -127,6 +130,9 @@ def run(args) -> int:
     for arch in config.archs:
         for mode in MODES:
             print(f"\n{mode} ({arch}):\n" + table(results, mode, arch))
+    bd = breakdown_table(results)
+    if bd:
+        print("\n" + bd)
     print(f"\nwrote {', '.join(results['files'].values())} in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -76,7 +76,7 @@ def describe(torch_needed: bool = True) -> dict:
             "os": platform.platform(), "python": sys.version.split()[0], "numpy": np.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                      "OMP_WAIT_POLICY", "CUDA_VISIBLE_DEVICES") if k in os.environ}
+                                      "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "CUDA_VISIBLE_DEVICES") if k in os.environ}
     info["thread_env"] = env
     if torch_needed:
         import torch

@@ -116,6 +116,27 @@ def bar_table(results: dict) -> str:
                       "|---|---:|---:|:---:|", *lines])
 
 
+def breakdown_table(results: dict) -> str:
+    """Markdown: where one training step's time goes, per backend (empty without a breakdown)."""
+    bd = results.get("breakdown")
+    if not bd or not bd.get("rows"):
+        return ""
+    lines = [f"## Where the training step's time goes ({'-'.join(map(str, bd['hidden']))}, latent {bd['latent']}, "
+             f"batch {bd['batch']})\n",
+             "Each phase timed on its own, median ms per step over the repeats (benchmarks/breakdown.py). "
+             "*matmuls alone*: the step's matrix products replayed back to back with the same shapes and "
+             "weights; *other*: forward + backward minus those (bias, ReLU, loss, KL, checks, Python).\n",
+             "| backend | forward | backward | optimizer | sum | matmuls alone | matmul GFLOP/s (% of peak) | other |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(bd["rows"], key=lambda r: _backend_order(r["backend"])):
+        ms = r["ms"]
+        pct = f" ({r['matmul_pct_of_peak']:.0f}%)" if r.get("matmul_pct_of_peak") is not None else ""
+        lines.append(f"| {r['backend']} | {_num(ms['forward'])} | {_num(ms['backward'])} | {_num(ms['optimizer'])} "
+                     f"| {_num(r['step_ms'])} | {_fmt(ms.get('matmuls'), '.3g')} "
+                     f"| {_fmt(r.get('matmul_gflops'), '.3g')}{pct} | {_fmt(r.get('other_ms'), '.3g')} |")
+    return "\n".join(lines)
+
+
 def _runs(side: dict) -> str:
     return ", ".join(f"{r['seconds']:.2f}" for r in side["runs"])
 
@@ -141,6 +162,9 @@ def markdown(results: dict) -> str:
     for arch in cfg["archs"]:
         for mode in MODES:
             parts += [f"## {MODE_TITLES[mode]}: {arch}\n", table(results, mode, arch), ""]
+    bd = breakdown_table(results)
+    if bd:
+        parts += [bd, ""]
     if results.get("knees"):
         parts += ["## Where each backend stops being overhead-bound\n",
                   f"Knee: the first batch size from which doubling the batch cuts the time per sample by less than "

@@ -5,6 +5,7 @@
              the matmul-peak points.  All are timed together, interleaved (timing.py).
     memory   per backend and batch, in fresh processes (memory.py) started first and finished
              before the timing starts (they overlap this process's set-up, not its timing).
+    breakdown  where one training step's time goes per backend, at ``scaling_batch`` (breakdown.py).
     epoch    optionally, the end-to-end epoch comparison (epoch.py).
     analysis medians, GFLOP/s, fraction of the matmul peak, paired ratios to numpy-f32,
              the overhead-bound knee and the a + b*B fit, the issue's bar.
@@ -47,6 +48,7 @@ class BenchConfig:
     settle_s: float = 0.2           # pause when the next point drives another thread pool
     matmul_n: int = 2048
     memory: bool = True
+    breakdown: bool = True
     epoch: bool = False
     epoch_repeats: int = 3
     data_dir: str = "data"
@@ -270,6 +272,16 @@ def run_benchmarks(config: BenchConfig, log=print) -> dict:
                **analyse(points, matmul, config)}
     del points, matmul, everything
 
+    if config.breakdown:
+        from .breakdown import measure_breakdown
+        arch = next(iter(config.archs.values()))
+        t = time.perf_counter()
+        log(f"bench: timing the phases of one training step at batch {config.scaling_batch}")
+        results["breakdown"] = measure_breakdown(
+            backends, pool, tuple(arch["hidden"]), arch["latent"], config.scaling_batch, config.repeats,
+            target_s=config.target_s, settle_s=config.settle_s, seed=config.seed,
+            matmul_peak_gflops=results["matmul_peak"].get("numpy-f32", {}).get("gflops"))
+        phases["breakdown_s"] = time.perf_counter() - t
     if config.memory:
         results["memory"] = memory
     if config.epoch:

@@ -77,7 +77,7 @@ def test_bench_runner_smoke(tmp_path, capsys):
 
     results = json.loads((out / "bench.json").read_text())
     for key in ("machine", "label", "config", "points", "matmul_peak", "bar", "knees", "width_scaling", "memory",
-                "skipped_backends", "flops_formula", "flops", "phases", "files"):
+                "skipped_backends", "flops_formula", "flops", "phases", "files", "breakdown"):
         assert key in results, key
     for key in ("cpu_model", "usable_cpus", "blas", "numpy", "torch", "torch_threads", "cuda_available"):
         assert key in results["machine"], key
@@ -102,7 +102,15 @@ def test_bench_runner_smoke(tmp_path, capsys):
         assert "error" not in m, m
         assert m["train_mb"] >= 0 and m["infer_mb"] >= 0
 
+    rows = {r["backend"]: r for r in results["breakdown"]["rows"]}
+    assert sorted(rows) == sorted(ran) and results["breakdown"]["batch"] == 4
+    for r in rows.values():
+        assert all(r["ms"][phase] > 0 for phase in ("forward", "backward", "optimizer"))
+        assert r["step_ms"] == pytest.approx(r["ms"]["forward"] + r["ms"]["backward"] + r["ms"]["optimizer"])
+    assert rows["numpy-f32"]["ms"]["matmuls"] > 0 and rows["numpy-f32"]["matmul_gflops"] > 0
+
     md = (out / "bench.md").read_text()
+    assert "## Where the training step's time goes" in md and "| numpy-f32 |" in md
     for backend in ran:
         for batch in (1, 4):
             assert md.count(f"| {backend} | {batch} |") >= 2        # training and inference tables (and memory)
@@ -111,3 +119,24 @@ def test_bench_runner_smoke(tmp_path, capsys):
     for name in ("time_per_sample.png", "memory.png", "scaling.png"):
         width, height = _png_size(out / name)
         assert width > 300 and height > 200
+
+
+def test_matmul_replay_runs_exactly_the_counted_products(monkeypatch):
+    """The breakdown's "matmuls alone" does the FLOPs the formula counts for forward + backward, no more."""
+    import numpy as np
+    from benchmarks.breakdown import matmul_replay
+    from numpy_vae.model import build_model
+    hidden, latent, batch = (12, 6), 3, 5
+    model = build_model(hidden=hidden, latent=latent)
+    replay = matmul_replay(model, batch)
+    counted, real_matmul = [], np.matmul
+
+    def counting_matmul(a, b, out=None):
+        counted.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
+        assert out is not None and out.shape == (a.shape[0], b.shape[1])
+        return real_matmul(a, b, out=out)
+
+    monkeypatch.setattr(np, "matmul", counting_matmul)
+    replay()
+    assert sum(counted) == flops.forward_flops(batch, hidden, latent) + flops.backward_flops(batch, hidden, latent)
+    assert len(counted) == 3 * 6 - 1       # 6 Linears (heads fused): forward, dW, dX each, no dX for the first
