@@ -6,6 +6,9 @@
     memory.png            peak memory per backend against batch size (training and inference)
     scaling.png           training step time against hidden width (at the scaling batch) and
                           against batch size, with the a + b*B fit and the overhead-bound knee
+    breakdown.png         where one training step's time goes, per backend: forward, backward and
+                          optimizer as stacked bars, NumPy's forward + backward split into the
+                          matmuls alone and everything else (written when the breakdown ran)
 """
 from __future__ import annotations
 
@@ -37,10 +40,13 @@ def write_all(results: dict, out: Path) -> dict:
     out = Path(out)
     files = {"json": out / "bench.json", "markdown": out / "bench.md", "time_per_sample": out / "time_per_sample.png",
              "memory": out / "memory.png", "scaling": out / "scaling.png"}
-    results["files"] = {k: str(v) for k, v in files.items()}
     plot_time_per_sample(results, files["time_per_sample"])
     plot_memory(results, files["memory"])
     plot_scaling(results, files["scaling"])
+    if results.get("breakdown", {}).get("rows"):
+        files["breakdown"] = out / "breakdown.png"
+        plot_breakdown(results, files["breakdown"])
+    results["files"] = {k: str(v) for k, v in files.items()}
     files["markdown"].write_text(markdown(results))
     files["json"].write_text(to_json(results))
     return results["files"]
@@ -405,4 +411,42 @@ def plot_scaling(results: dict, path: Path) -> None:
     _title(fig, "VAE: how the training step scales", results)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_breakdown(results: dict, path: Path) -> None:
+    """Stacked horizontal bars: ms per training step by phase, one bar per backend."""
+    plt = _plt()
+    bd = results["breakdown"]
+    rows = sorted(bd["rows"], key=lambda r: _backend_order(r["backend"]))
+    fig, ax = plt.subplots(figsize=(11, 2.2 + 0.75 * len(rows)))
+    colors = {"matmuls (forward + backward)": "#4c72b0", "forward": "#8fb0d9", "backward": "#c7d7ee",
+              "other (elementwise, checks, Python)": "#dd8452", "optimizer (Adam)": "#55a868"}
+    for y, r in enumerate(rows):
+        ms = r["ms"]
+        if "matmuls" in ms:
+            parts = [("matmuls (forward + backward)", ms["matmuls"]),
+                     ("other (elementwise, checks, Python)", max(0.0, r["other_ms"]))]
+        else:
+            parts = [("forward", ms["forward"]), ("backward", ms["backward"])]
+        parts.append(("optimizer (Adam)", ms["optimizer"]))
+        left = 0.0
+        for name, width in parts:
+            ax.barh(y, width, left=left, color=colors[name], edgecolor="white",
+                    label=name if name not in ax.get_legend_handles_labels()[1] else None)
+            if width > 0.06 * sum(w for _, w in parts):
+                ax.text(left + width / 2, y, f"{width:.2g}", ha="center", va="center", fontsize=8)
+            left += width
+        ax.text(left, y, f"  {left:.3g} ms", va="center", fontsize=8.5)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r["backend"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per training step (median; each phase timed on its own)")
+    ax.set_xlim(0, max(sum(r["ms"][p] for p in ("forward", "backward", "optimizer")) for r in rows) * 1.15)
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=5, frameon=False)
+    ax.grid(True, axis="x", alpha=0.3)
+    _title(fig, f"VAE: where one training step's time goes ({'-'.join(map(str, bd['hidden']))}, "
+                f"latent {bd['latent']}, batch {bd['batch']})", results)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -116,7 +116,7 @@ def test_bench_runner_smoke(tmp_path, capsys):
             assert md.count(f"| {backend} | {batch} |") >= 2        # training and inference tables (and memory)
     if not torch.cuda.is_available():
         assert "| torch-cuda-f32 | — | skipped: CUDA not available" in md
-    for name in ("time_per_sample.png", "memory.png", "scaling.png"):
+    for name in ("time_per_sample.png", "memory.png", "scaling.png", "breakdown.png"):
         width, height = _png_size(out / name)
         assert width > 300 and height > 200
 
