@@ -5,6 +5,6 @@
 One module per idea: flops (the FLOP formula), machine (what it ran on),
 steps (the measured closures), timing (interleaved timing), matmul_peak (the
 machine's rate), memory (peak memory per point), epoch (end-to-end epoch
-against the PyTorch example), runner (the run and its analysis), report
-(JSON, Markdown, figures), cli (the options).
+against the PyTorch example), breakdown (where one step's time goes), runner
+(the run and its analysis), report (JSON, Markdown, figures), cli (the options).
 """
