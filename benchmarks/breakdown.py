@@ -8,7 +8,9 @@ is timed on its own with ``time.perf_counter`` around it, summed over N steps::
             optimizer  Adam.step(model.grad_flat)
             matmuls    the step's matrix products alone, replayed back to back with the
                        same shapes, memory layouts and weights: forward x W^T per Linear,
-                       backward dY^T X and dY W (none for the first layer's input)
+                       backward dY^T X and dY W (none for the first layer's input); run as a
+                       fourth phase of every timed step, so it meets the caches as the step
+                       leaves them, not a loop of itself kept hot
             other      forward + backward - matmuls: everything elementwise (bias, ReLU,
                        loss, KL, reparameterization, input checks) and Python overhead
     torch   forward    model(x, eps)["loss"]        (after optimizer.zero_grad(set_to_none=True))
@@ -17,7 +19,7 @@ is timed on its own with ``time.perf_counter`` around it, summed over N steps::
             (CUDA: synchronized after each phase, so the phases add up to more than an
             asynchronous step; they still show which phase costs what.)
 
-Repeats are interleaved across backends, as in timing.py, and reported as medians.
+Repeats are interleaved across backends by timing.py's own loop, and reported as medians.
 The matmul replay's GFLOP/s, set against the machine's matmul rate, says how much
 of the step is BLAS at its best and how much is the rest.
 """
@@ -30,39 +32,45 @@ import numpy as np
 
 from .flops import backward_flops, forward_flops
 from .steps import BACKENDS, make_model
+from .timing import Point, calibrate, run_interleaved
 
 PHASES = ("forward", "backward", "optimizer")
 
 
-def _numpy_sampler(model_wrapper, pool, batch: int):
-    """sample(n) -> {phase: seconds over n steps} for a NumPy model, plus the matmul replay."""
-    model, optimizer = model_wrapper.model, model_wrapper.get_optimizer()
-    x_all, e_all = pool.numpy(model_wrapper.backend.dtype, model_wrapper.latent)
-    data = itertools.cycle([(x_all[s], e_all[s]) for s in pool.batches(batch)])
-    replay = matmul_replay(model, batch)
-    clock = time.perf_counter
+class PhaseClock:
+    """One backend's training step with every phase timed; ``step`` is what the timing loop runs.
 
-    def sample(n: int) -> dict[str, float]:
-        spent = dict.fromkeys((*PHASES, "matmuls"), 0.0)
-        for _ in range(n):
-            x, eps = next(data)
+    ``step`` adds each phase's seconds to ``spent``; ``close_sample(n)`` turns what n steps
+    spent into ms per step, appends it to ``samples`` and starts the next sample.
+    """
+
+    def __init__(self, phases):
+        self.phases = phases                                   # name -> callable(), run in this order
+        self.spent = dict.fromkeys(phases, 0.0)
+        self.samples = {name: [] for name in phases}
+
+    def step(self) -> None:
+        clock = time.perf_counter
+        for name, run in self.phases.items():
             t0 = clock()
-            model.forward(x, eps)
-            t1 = clock()
-            model.backward(need_input_grad=False)
-            t2 = clock()
-            optimizer.step(model.grad_flat)
-            t3 = clock()
-            spent["forward"] += t1 - t0
-            spent["backward"] += t2 - t1
-            spent["optimizer"] += t3 - t2
-        t0 = clock()
-        for _ in range(n):
-            replay()
-        spent["matmuls"] = clock() - t0
-        return spent
+            run()
+            self.spent[name] += clock() - t0
 
-    return sample
+    def close_sample(self, n: int) -> None:
+        for name in self.phases:
+            self.samples[name].append(self.spent[name] / n * 1e3)
+            self.spent[name] = 0.0
+
+
+def _numpy_phases(wrapper, pool, batch: int) -> dict:
+    """forward, backward, optimizer of the NumPy step, and the replay of its matrix products."""
+    model, optimizer = wrapper.model, wrapper.get_optimizer()
+    x_all, e_all = pool.numpy(wrapper.backend.dtype, wrapper.latent)
+    data = itertools.cycle([(x_all[s], e_all[s]) for s in pool.batches(batch)])
+    return {"forward": lambda: model.forward(*next(data)),
+            "backward": lambda: model.backward(need_input_grad=False),
+            "optimizer": lambda: optimizer.step(model.grad_flat),
+            "matmuls": matmul_replay(model, batch)}
 
 
 def matmul_replay(model, batch: int):
@@ -94,72 +102,55 @@ def matmul_replay(model, batch: int):
     return replay
 
 
-def _torch_sampler(model_wrapper, pool, batch: int):
+def _torch_phases(wrapper, pool, batch: int) -> dict:
+    """forward (after zero_grad), backward, optimizer of the torch step; on CUDA each ends synchronized."""
     import torch
-    model, optimizer = model_wrapper.model, model_wrapper.optimizer
-    x_all, e_all = pool.torch(model_wrapper.device, model_wrapper.backend.dtype, model_wrapper.latent)
+    model, optimizer = wrapper.model, wrapper.optimizer
+    x_all, e_all = pool.torch(wrapper.device, wrapper.backend.dtype, wrapper.latent)
     data = itertools.cycle([(x_all[s], e_all[s]) for s in pool.batches(batch)])
-    sync = torch.cuda.synchronize if model_wrapper.device.type == "cuda" else (lambda: None)
-    clock = time.perf_counter
+    sync = torch.cuda.synchronize if wrapper.device.type == "cuda" else (lambda: None)
+    held = {}
 
-    def sample(n: int) -> dict[str, float]:
-        spent = dict.fromkeys(PHASES, 0.0)
+    def forward():
+        optimizer.zero_grad(set_to_none=True)
+        held["loss"] = model(*next(data))["loss"]
         sync()
-        for _ in range(n):
-            x, eps = next(data)
-            t0 = clock()
-            optimizer.zero_grad(set_to_none=True)
-            loss = model(x, eps)["loss"]
-            sync()
-            t1 = clock()
-            loss.backward()
-            sync()
-            t2 = clock()
-            optimizer.step()
-            sync()
-            t3 = clock()
-            spent["forward"] += t1 - t0
-            spent["backward"] += t2 - t1
-            spent["optimizer"] += t3 - t2
-        return spent
 
-    return sample
+    def backward():
+        held.pop("loss").backward()
+        sync()
+
+    def step():
+        optimizer.step()
+        sync()
+
+    return {"forward": forward, "backward": backward, "optimizer": step}
 
 
 def measure_breakdown(backends: list[str], pool, hidden, latent: int, batch: int, repeats: int,
                       target_s: float = 0.2, settle_s: float = 0.2, seed: int = 0, matmul_peak_gflops=None) -> dict:
     """Median ms per step of every phase, per backend; see the module docstring."""
-    samplers = {}
+    clocks, points = {}, []
     for name in backends:
         wrapper = make_model(name, hidden, latent, seed=seed)
-        make = _numpy_sampler if BACKENDS[name].library == "numpy" else _torch_sampler
-        sample = make(wrapper, pool, batch)
-        sample(2)                                           # warm-up: Adam state, kernels, caches
-        t0 = time.perf_counter()
-        sample(1)
-        per_step = max(time.perf_counter() - t0, 1e-6)
-        samplers[name] = (sample, max(1, round(target_s / per_step)))
-
-    ms = {name: {} for name in backends}
-    rng = np.random.default_rng([seed, 41])
-    previous = None
-    for _ in range(repeats):
-        for i in rng.permutation(len(backends)):
-            name = backends[i]
-            family = BACKENDS[name].family
-            if previous is not None and family != previous and settle_s > 0:
-                time.sleep(settle_s)
-            previous = family
-            sample, n = samplers[name]
-            for phase, seconds in sample(n).items():
-                ms[name].setdefault(phase, []).append(seconds / n * 1e3)
+        phases = (_numpy_phases if BACKENDS[name].library == "numpy" else _torch_phases)(wrapper, pool, batch)
+        clocks[name] = PhaseClock(phases)
+        points.append(Point(key=name, step=clocks[name].step, family=BACKENDS[name].family, flops=0, batch=batch))
+    for point in points:
+        calibrate(point, target_s, warmup=2)        # warm-up: Adam's state, kernels, caches
+        clocks[point.key].close_sample(1)           # forget what calibration spent
+        for samples in clocks[point.key].samples.values():
+            samples.clear()
+    run_interleaved(points, repeats, settle_s=settle_s, seed=seed,
+                    on_sample=lambda p: clocks[p.key].close_sample(p.n_steps))
 
     matmul_flops = forward_flops(batch, hidden, latent) + backward_flops(batch, hidden, latent)
     rows = []
     for name in backends:
-        med = {phase: float(np.median(v)) for phase, v in ms[name].items()}
+        ms = clocks[name].samples
+        med = {phase: float(np.median(v)) for phase, v in ms.items()}
         row = {"backend": name, "batch": batch, "hidden": list(hidden), "latent": latent,
-               "ms": med, "samples_ms": ms[name], "step_ms": sum(med[p] for p in PHASES)}
+               "ms": med, "samples_ms": ms, "step_ms": sum(med[p] for p in PHASES)}
         if "matmuls" in med:
             row["other_ms"] = med["forward"] + med["backward"] - med["matmuls"]
             row["matmul_gflops"] = matmul_flops / (med["matmuls"] / 1e3) / 1e9

@@ -131,7 +131,7 @@ def breakdown_table(results: dict) -> str:
              f"batch {bd['batch']})\n",
              "Each phase timed on its own, median ms per step over the repeats (benchmarks/breakdown.py). "
              "*matmuls alone*: the step's matrix products replayed back to back with the same shapes and "
-             "weights; *other*: forward + backward minus those (bias, ReLU, loss, KL, checks, Python).\n",
+             "weights, as a fourth phase of each timed step; *other*: forward + backward minus those (bias, ReLU, loss, KL, checks, Python).\n",
              "| backend | forward | backward | optimizer | sum | matmuls alone | matmul GFLOP/s (% of peak) | other |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(bd["rows"], key=lambda r: _backend_order(r["backend"])):
