@@ -129,15 +129,16 @@ def breakdown_table(results: dict) -> str:
         return ""
     lines = [f"## Where the training step's time goes ({'-'.join(map(str, bd['hidden']))}, latent {bd['latent']}, "
              f"batch {bd['batch']})\n",
-             "Each phase timed on its own, median ms per step over the repeats (benchmarks/breakdown.py). "
+             "Each phase timed on its own, ms per step: the median over the repeats, and the repeat whose "
+             "whole step was fastest (a quiet moment of a shared machine) (benchmarks/breakdown.py). "
              "*matmuls alone*: the step's matrix products replayed back to back with the same shapes and "
              "weights, as a fourth phase of each timed step; *other*: forward + backward minus those (bias, ReLU, loss, KL, checks, Python).\n",
              "| backend | forward | backward | optimizer | sum | matmuls alone | matmul GFLOP/s (% of peak) | other |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(bd["rows"], key=lambda r: _backend_order(r["backend"])):
+    for r in sorted(bd["rows"], key=lambda r: (_backend_order(r["backend"]), r["stat"] != "median")):
         ms = r["ms"]
         pct = f" ({r['matmul_pct_of_peak']:.0f}%)" if r.get("matmul_pct_of_peak") is not None else ""
-        lines.append(f"| {r['backend']} | {_num(ms['forward'])} | {_num(ms['backward'])} | {_num(ms['optimizer'])} "
+        lines.append(f"| {r['backend']}{'' if r['stat'] == 'median' else ', fastest repeat'} | {_num(ms['forward'])} | {_num(ms['backward'])} | {_num(ms['optimizer'])} "
                      f"| {_num(r['step_ms'])} | {_fmt(ms.get('matmuls'), '.3g')} "
                      f"| {_fmt(r.get('matmul_gflops'), '.3g')}{pct} | {_fmt(r.get('other_ms'), '.3g')} |")
     return "\n".join(lines)
@@ -418,7 +419,7 @@ def plot_breakdown(results: dict, path: Path) -> None:
     """Stacked horizontal bars: ms per training step by phase, one bar per backend."""
     plt = _plt()
     bd = results["breakdown"]
-    rows = sorted(bd["rows"], key=lambda r: _backend_order(r["backend"]))
+    rows = sorted((r for r in bd["rows"] if r["stat"] == "median"), key=lambda r: _backend_order(r["backend"]))
     fig, ax = plt.subplots(figsize=(11, 2.2 + 0.75 * len(rows)))
     colors = {"matmuls (forward + backward)": "#4c72b0", "forward": "#8fb0d9", "backward": "#c7d7ee",
               "other (elementwise, checks, Python)": "#dd8452", "optimizer (Adam)": "#55a868"}

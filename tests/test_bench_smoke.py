@@ -102,12 +102,18 @@ def test_bench_runner_smoke(tmp_path, capsys):
         assert "error" not in m, m
         assert m["train_mb"] >= 0 and m["infer_mb"] >= 0
 
-    rows = {r["backend"]: r for r in results["breakdown"]["rows"]}
-    assert sorted(rows) == sorted(ran) and results["breakdown"]["batch"] == 4
-    for r in rows.values():
+    bd = results["breakdown"]
+    rows = {(r["backend"], r["stat"]): r for r in bd["rows"]}
+    assert set(rows) == {(b, stat) for b in ran for stat in ("median", "fastest")} and bd["batch"] == 4
+    for (backend, stat), r in rows.items():
+        samples = bd["samples_ms"][backend]
+        assert all(len(samples[phase]) == 2 for phase in ("forward", "backward", "optimizer"))
         assert all(r["ms"][phase] > 0 for phase in ("forward", "backward", "optimizer"))
         assert r["step_ms"] == pytest.approx(r["ms"]["forward"] + r["ms"]["backward"] + r["ms"]["optimizer"])
-    assert rows["numpy-f32"]["ms"]["matmuls"] > 0 and rows["numpy-f32"]["matmul_gflops"] > 0
+        if stat == "fastest":                  # one whole repeat: the shortest step of them all
+            steps = [sum(samples[p][i] for p in ("forward", "backward", "optimizer")) for i in range(2)]
+            assert r["step_ms"] == pytest.approx(min(steps))
+    assert rows["numpy-f32", "median"]["ms"]["matmuls"] > 0 and rows["numpy-f32", "median"]["matmul_gflops"] > 0
 
     md = (out / "bench.md").read_text()
     assert "## Where the training step's time goes" in md and "| numpy-f32 |" in md
