@@ -43,13 +43,13 @@ class PhaseClock:
     """One backend's training step with every phase timed; ``step`` is what the timing loop runs.
 
     ``step`` adds each phase's seconds to ``spent``; ``close_sample(n)`` turns what n steps
-    spent into ms per step, appends it to ``samples`` and starts the next sample.
+    spent into ms per step, appends it to ``samples`` and starts the next sample; ``reset``
+    forgets everything (what calibration spent).
     """
 
     def __init__(self, phases):
         self.phases = phases                                   # name -> callable(), run in this order
-        self.spent = dict.fromkeys(phases, 0.0)
-        self.samples = {name: [] for name in phases}
+        self.reset()
 
     def step(self) -> None:
         clock = time.perf_counter
@@ -57,6 +57,10 @@ class PhaseClock:
             t0 = clock()
             run()
             self.spent[name] += clock() - t0
+
+    def reset(self) -> None:
+        self.spent = dict.fromkeys(self.phases, 0.0)
+        self.samples = {name: [] for name in self.phases}
 
     def close_sample(self, n: int) -> None:
         for name in self.phases:
@@ -140,9 +144,7 @@ def measure_breakdown(backends: list[str], pool, hidden, latent: int, batch: int
         points.append(Point(key=name, step=clocks[name].step, family=BACKENDS[name].family, flops=0, batch=batch))
     for point in points:
         calibrate(point, target_s, warmup=2)        # warm-up: Adam's state, kernels, caches
-        clocks[point.key].close_sample(1)           # forget what calibration spent
-        for samples in clocks[point.key].samples.values():
-            samples.clear()
+        clocks[point.key].reset()                   # forget what calibration spent
     run_interleaved(points, repeats, settle_s=settle_s, seed=seed,
                     on_sample=lambda p: clocks[p.key].close_sample(p.n_steps))
 

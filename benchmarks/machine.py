@@ -68,9 +68,11 @@ def blas_info() -> list[dict]:
 def describe(torch_needed: bool = True) -> dict:
     """Everything about the machine and software that the numbers depend on."""
     import numpy as np
+
+    from numpy_vae.optimizers import available_cores   # the cores Adam's threads are counted from
     info = {**_cpuinfo(),
             "logical_cpus": os.cpu_count(),
-            "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "usable_cpus": available_cores(),
             "memory_gb": _mem_total_gb(),
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "os": platform.platform(), "python": sys.version.split()[0], "numpy": np.__version__,

@@ -132,13 +132,15 @@ def breakdown_table(results: dict) -> str:
              "Each phase timed on its own, ms per step: the median over the repeats, and the repeat whose "
              "whole step was fastest (a quiet moment of a shared machine) (benchmarks/breakdown.py). "
              "*matmuls alone*: the step's matrix products replayed back to back with the same shapes and "
-             "weights, as a fourth phase of each timed step; *other*: forward + backward minus those (bias, ReLU, loss, KL, checks, Python).\n",
+             "weights, as a fourth phase of each timed step; *other*: forward + backward minus those "
+             "(bias, ReLU, loss, KL, checks, Python).\n",
              "| backend | forward | backward | optimizer | sum | matmuls alone | matmul GFLOP/s (% of peak) | other |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(bd["rows"], key=lambda r: (_backend_order(r["backend"]), r["stat"] != "median")):
         ms = r["ms"]
         pct = f" ({r['matmul_pct_of_peak']:.0f}%)" if r.get("matmul_pct_of_peak") is not None else ""
-        lines.append(f"| {r['backend']}{'' if r['stat'] == 'median' else ', fastest repeat'} | {_num(ms['forward'])} | {_num(ms['backward'])} | {_num(ms['optimizer'])} "
+        name = r["backend"] if r["stat"] == "median" else f"{r['backend']}, fastest repeat"
+        lines.append(f"| {name} | {_num(ms['forward'])} | {_num(ms['backward'])} | {_num(ms['optimizer'])} "
                      f"| {_num(r['step_ms'])} | {_fmt(ms.get('matmuls'), '.3g')} "
                      f"| {_fmt(r.get('matmul_gflops'), '.3g')}{pct} | {_fmt(r.get('other_ms'), '.3g')} |")
     return "\n".join(lines)
@@ -443,7 +445,7 @@ def plot_breakdown(results: dict, path: Path) -> None:
     ax.set_yticklabels([r["backend"] for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("ms per training step (median; each phase timed on its own)")
-    ax.set_xlim(0, max(sum(r["ms"][p] for p in ("forward", "backward", "optimizer")) for r in rows) * 1.15)
+    ax.set_xlim(0, max(r["step_ms"] for r in rows) * 1.15)
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=5, frameon=False)
     ax.grid(True, axis="x", alpha=0.3)
     _title(fig, f"VAE: where one training step's time goes ({'-'.join(map(str, bd['hidden']))}, "
