@@ -87,7 +87,7 @@ def matmul_replay(model, batch: int):
     are fixed random arrays of the right shapes.
     """
     rng = np.random.default_rng(0)
-    linears = [layer for layer in model.encoder if hasattr(layer, "params")] + [model.heads] + \
+    linears = [layer for layer in model.encoder if hasattr(layer, "params")] + [model.head.linear] + \
               [layer for layer in model.decoder if hasattr(layer, "params")]
     work = []
     for layer in linears:

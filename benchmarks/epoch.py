@@ -104,11 +104,12 @@ def example_epoch(data_dir: str, device: str = "cpu", batch_size: int = 128, see
 
 def ours_epoch(data_dir: str, **overrides) -> dict:
     """One epoch of the default ``vae train`` (NumPy backend unless overridden); seconds and losses."""
-    from numpy_vae.training import TrainConfig, train
+    from numpy_vae.config import TrainConfig
+    from numpy_vae.training import train
     with tempfile.TemporaryDirectory(prefix="vae-bench-epoch-") as runs:
         config = TrainConfig(epochs=1, data_dir=data_dir, runs_dir=runs, name="epoch", **overrides)
         t0 = time.perf_counter()
-        run_dir = train(config, progress=False, figures=False, log=lambda *a, **k: None)
+        run_dir = train(config, progress=False, log=lambda *a, **k: None)
         wall = time.perf_counter() - t0
         with open(Path(run_dir) / "metrics.csv") as f:
             row = list(csv.DictReader(f))[-1]

@@ -1,6 +1,6 @@
 """The measured operations: per backend, a ``train()`` and an ``infer()`` closure that run one step.
 
-    train  NumPy:  model.forward(x, eps); model.backward(need_input_grad=False); Adam.step(model.grad_flat)
+    train  NumPy:  model.loss(x, eps); model.backward(need_input_grad=False); Adam.step(model.grad_flat)
            torch:  optimizer.zero_grad(set_to_none=True); model(x, eps)["loss"].backward(); optimizer.step()
                    (torch.optim.Adam with its defaults: the single-tensor loop on CPU, foreach on CUDA)
     infer  NumPy:  mu, logvar = model.encode(x); model.decode(mu)
@@ -128,7 +128,7 @@ class NumpyModel:
 
     def __init__(self, backend: Backend, hidden, latent: int, seed: int = 0):
         from numpy_vae.model import build_model
-        from numpy_vae.optimizers import Adam
+        from numpy_vae.nn.optimizers import Adam
         self.model = build_model("mlp", latent=latent, hidden=tuple(hidden), dtype=np.dtype(backend.dtype), seed=seed)
         self._adam = Adam
         self.optimizer = None          # made by the first training step, as torch.optim.Adam makes its state
@@ -150,7 +150,7 @@ class NumpyModel:
             if optimizer is None:
                 optimizer = self.get_optimizer()
             x, eps = next(train_data)
-            model.forward(x, eps)
+            model.loss(x, eps)
             model.backward(need_input_grad=False)
             optimizer.step(model.grad_flat)
 

@@ -1,4 +1,16 @@
-"""vae-from-scratch, the NumPy reference: a VAE with every gradient written by hand."""
+"""vae-from-scratch, the NumPy reference: a VAE with every gradient written by hand.
+
+    numpy_vae.nn        the math: layers, losses, the container, optimizers, gradient checking
+    numpy_vae.specs     architectures as data, read by this package and by torch_vae
+    numpy_vae.model     the NumPy interpreter of a spec: VAE, build_model
+    numpy_vae.inputs    the checks at every model entry point (InputError)
+    numpy_vae.streams   the named random streams
+    numpy_vae.config    TrainConfig, ConfigError and its validation
+    numpy_vae.backends  the backend interface, the NumPy backend, the registry
+    numpy_vae.training  the loop, the run folder, checkpoints, restoring a run
+    numpy_vae.data      MNIST: IDX files, loading, fetching
+    numpy_vae.evaluation, numpy_vae.report, numpy_vae.cli
+"""
 import os
 
 # OpenBLAS's worker threads busy-wait 2^28 cycles (about 0.1 s) after every matmul before they
@@ -9,7 +21,9 @@ import os
 # overrides a value already set.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
-from .model import InputError, MLPVAE, build_model, parameter_shapes  # noqa: E402
-from .reparameterize import draw_eps  # noqa: E402
+from .inputs import InputError  # noqa: E402
+from .model import VAE, build_model  # noqa: E402
+from .specs import VAESpec, make_spec, mlp_spec, parameter_shapes  # noqa: E402
+from .streams import draw_eps  # noqa: E402
 
-__all__ = ["InputError", "MLPVAE", "build_model", "draw_eps", "parameter_shapes"]
+__all__ = ["InputError", "VAE", "VAESpec", "build_model", "draw_eps", "make_spec", "mlp_spec", "parameter_shapes"]

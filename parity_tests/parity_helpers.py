@@ -159,7 +159,7 @@ def train_both(model_config: dict, batches: list[np.ndarray], seed: int, lr: flo
     batches: list of (B, 784) arrays.  Returns (numpy backend, torch backend, per-step losses of each).
     """
     from numpy_vae import draw_eps
-    from numpy_vae.backend import NumpyBackend
+    from numpy_vae.backends import NumpyBackend
     from torch_vae.backend import TorchBackend
 
     kwargs = dict(lr=lr, weight_decay=weight_decay, seed=seed, clip_grad_norm=clip_grad_norm)

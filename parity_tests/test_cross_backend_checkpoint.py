@@ -26,9 +26,12 @@ import json
 import numpy as np
 import pytest
 
-from numpy_vae.checkpoint import load_checkpoint, save_checkpoint
+from numpy_vae.training.checkpoint import load_checkpoint, save_checkpoint
 from numpy_vae.data import load_mnist
-from numpy_vae.training import TrainConfig, evaluate, make_backend, train
+from numpy_vae.backends import make_backend
+from numpy_vae.config import TrainConfig
+from numpy_vae.report import write_report
+from numpy_vae.training import evaluate, train
 from parity_helpers import assert_parity
 
 OTHER = {"numpy": "torch", "torch": "numpy"}
@@ -52,7 +55,9 @@ def runs(tmp_path_factory, real_mnist_dir) -> dict:
     out = {}
     for backend in ("numpy", "torch"):
         config = _config(tmp, real_mnist_dir, backend)
-        out[backend] = (config, train(config, progress=False, figures=True, log=_quiet))
+        run = train(config, progress=False, log=_quiet)
+        write_report(run, progress=False, log=_quiet)
+        out[backend] = (config, run)
     return out
 
 
@@ -100,17 +105,17 @@ def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(runs, real_
 def test_last_npz_resumes_in_the_other_backend(tmp_path, real_mnist_dir, first):
     kw = dict(train_limit=256, batch_size=64, latent=6, hidden=(48, 24), dtype="float64")
     straight = train(_config(tmp_path, real_mnist_dir, first, epochs=2, name="straight", **kw),
-                     progress=False, figures=False, log=_quiet)
+                     progress=False, log=_quiet)
 
     switched = train(_config(tmp_path, real_mnist_dir, first, epochs=1, name="switched", **kw),
-                     progress=False, figures=False, log=_quiet)
+                     progress=False, log=_quiet)
     # Hand the run to the other backend for a second epoch: the checkpoint's config says who continues.
     params, optim, meta = load_checkpoint(switched / "last.npz")
     meta["config"].update(backend=OTHER[first], epochs=2)
     meta["backend"] = OTHER[first]
     save_checkpoint(switched / "last.npz", params, optim, meta)
     (switched / "config.json").write_text(json.dumps(meta["config"], indent=2))
-    train(None, resume=switched, progress=False, figures=False, log=_quiet)
+    train(None, resume=switched, progress=False, log=_quiet)
 
     p_straight, o_straight, m_straight = load_checkpoint(straight / "last.npz")
     p_switched, o_switched, m_switched = load_checkpoint(switched / "last.npz")

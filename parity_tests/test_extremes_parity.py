@@ -25,9 +25,9 @@ from hypothesis.extra import numpy as hnp
 import numpy_vae
 import torch_vae
 from numpy_vae import draw_eps
-from numpy_vae.layers import Sigmoid
-from numpy_vae.losses import BernoulliNLL, GaussianKL
-from numpy_vae.reparameterize import Reparameterize
+from numpy_vae.nn.activations import Sigmoid
+from numpy_vae.nn.losses import BernoulliNLL, GaussianKL
+from numpy_vae.nn.reparameterize import Reparameterize
 from parity_helpers import DTYPES, assert_parity, compare_model, torch_dtype_of, values
 
 signs = lambda shape: hnp.arrays(np.float64, shape, elements=st.sampled_from([-1.0, 1.0]))  # noqa: E731

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numpy_vae.layers import Linear, ReLU, Sigmoid
-from numpy_vae.losses import BernoulliNLL, GaussianKL
-from numpy_vae.reparameterize import Reparameterize
+from numpy_vae.nn.activations import ReLU, Sigmoid
+
+from numpy_vae.nn.linear import Linear
+from numpy_vae.nn.losses import BernoulliNLL, GaussianKL
+from numpy_vae.nn.reparameterize import Reparameterize
 from parity_helpers import DTYPES, assert_parity, values
 from torch_vae import bernoulli_nll, gaussian_kl, reparameterize
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from numpy_vae.cli import main
-from numpy_vae.model import parameter_shapes
+from numpy_vae.specs import parameter_shapes
 from torch_vae.parity import compare, format_table, relative_error
 
 
@@ -57,7 +57,7 @@ def test_vae_parity_cuda_without_cuda_is_one_line(capsys):
 
 
 def test_vae_parity_on_a_checkpoint(tmp_path, capsys):
-    from numpy_vae.checkpoint import save_checkpoint
+    from numpy_vae.training.checkpoint import save_checkpoint
     from numpy_vae import build_model
     model = build_model(latent=2, hidden=(8,), seed=5, dtype=np.float64)
     save_checkpoint(tmp_path / "c.npz", model.params, None, {"config": {"latent": 2, "hidden": [8], "beta": 0.5}})

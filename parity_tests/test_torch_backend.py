@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from numpy_vae import InputError, draw_eps
-from numpy_vae.backend import NonFiniteError, NumpyBackend
+from numpy_vae.backends import NonFiniteError, NumpyBackend
 from numpy_vae.cli import main
-from numpy_vae.training import ConfigError
+from numpy_vae.config import ConfigError
 from parity_helpers import assert_parity, mnist_like
 from torch_vae.backend import TorchBackend
 

@@ -8,18 +8,21 @@ from pathlib import Path
 import pytest
 
 from numpy_vae.data import load_mnist
-from numpy_vae.training import TrainConfig, train
-
-
+from numpy_vae.config import TrainConfig
+from numpy_vae.report import write_report
+from numpy_vae.training import train
 def _train(root: Path, data_dir: Path, name: str, latent: int, figures: bool) -> Path:
     config = TrainConfig(epochs=2, train_limit=5000, latent=latent, hidden=(64, 32), data_dir=str(data_dir),
                          runs_dir=str(root), name=name)
-    return train(config, progress=False, figures=figures, log=lambda *a: None)
+    run = train(config, progress=False, log=lambda *a: None)
+    if figures:                      # what `vae train` does after the loop
+        write_report(run, progress=False, log=lambda *a: None)
+    return run
 
 
 @pytest.fixture(scope="session")
 def small_run(real_mnist_dir, tmp_path_factory) -> Path:
-    """A run folder with a 2-D latent, trained by `train` with its end-of-run report."""
+    """A run folder with a 2-D latent, trained by `train`, then reported as `vae train` does."""
     return _train(tmp_path_factory.mktemp("small_runs"), real_mnist_dir, "latent2", 2, figures=True)
 
 

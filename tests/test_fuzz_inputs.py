@@ -28,11 +28,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from numpy_vae import checkpoint
-from numpy_vae.checkpoint import (CheckpointError, check_meta, check_optimizer_state, check_params, load_checkpoint,
+from numpy_vae.training.checkpoint import CheckpointError, check_meta, check_optimizer_state, check_params, load_checkpoint
                                   save_checkpoint)
 from numpy_vae.data import MnistDataError, read_idx
-from numpy_vae.model import parameter_shapes
-
+from numpy_vae.specs import parameter_shapes
 # Fuzzing wants more examples than the property tests; scale the active profile's count.
 FUZZ = settings(max_examples=4 * settings.default.max_examples)
 CASES: collections.Counter = collections.Counter()
@@ -405,8 +404,9 @@ def test_checkpoint_header_claiming_a_terabyte_allocates_nothing():
 
 def test_checkpoint_config_claiming_a_huge_model_builds_nothing(tmp_path):
     """A meta config asking for 20 billion parameters: refused before any model is allocated."""
-    from numpy_vae.restore import load_backend
-    from numpy_vae.training import ConfigError, TrainConfig, train
+    from numpy_vae.training.restore import load_backend
+    from numpy_vae.config import ConfigError, TrainConfig
+    from numpy_vae.training import train
     CASES["checkpoint absurd config"] += 2
     run = tmp_path / "run"
     run.mkdir()
@@ -416,7 +416,7 @@ def test_checkpoint_config_claiming_a_huge_model_builds_nothing(tmp_path):
         with pytest.raises(ConfigError, match="20,1.* parameters"):
             load_backend(run / "last.npz")
         with pytest.raises(CheckpointError, match="saved config cannot run .*parameters"):
-            train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+            train(None, resume=run, progress=False, log=lambda *a: None)
     assert mem.peak < MiB
 
 

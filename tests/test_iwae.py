@@ -4,12 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from numpy_vae.iwae import bernoulli_log_likelihood, image_rng, importance_weighted_nll
-from numpy_vae.reparameterize import draw_eps
-from numpy_vae.restore import load_backend
-from numpy_vae.training import ConfigError
-
-
+from numpy_vae.evaluation.iwae import bernoulli_log_likelihood, image_rng, importance_weighted_nll
+from numpy_vae.streams import draw_eps
+from numpy_vae.training.restore import load_backend
+from numpy_vae.config import ConfigError
 @pytest.fixture(scope="module")
 def trained(small_run):
     backend, _, _ = load_backend(small_run / "last.npz")

@@ -2,11 +2,11 @@
 import numpy as np
 from hypothesis import given, strategies as st
 
-from numpy_vae.gradcheck import numerical_gradient, relative_error
-from numpy_vae.layers import Linear, ReLU, Sigmoid
-from numpy_vae.losses import BernoulliNLL, GaussianKL
-from numpy_vae.reparameterize import Reparameterize
-
+from numpy_vae.nn.gradcheck import numerical_gradient, relative_error
+from numpy_vae.nn.activations import ReLU, Sigmoid
+from numpy_vae.nn.linear import Linear
+from numpy_vae.nn.losses import BernoulliNLL, GaussianKL
+from numpy_vae.nn.reparameterize import Reparameterize
 TOL = 1e-6
 seeds = st.integers(0, 2**32 - 1)
 sizes = st.integers(1, 9)
@@ -16,7 +16,7 @@ def assert_gradient(analytic, f, x, tol=TOL, h=1e-6):
     """analytic == finite differences of f with respect to x, to ``tol`` relative.
 
     Entries far below the finite differences' rounding noise (eps |f| / h) are judged against
-    1e4 times that noise instead of their own tiny size (see numpy_vae.gradcheck).
+    1e4 times that noise instead of their own tiny size (see numpy_vae.nn.gradcheck).
     """
     numeric = numerical_gradient(f, x, h)
     floor = 1e4 * np.finfo(np.float64).eps * abs(f()) / h * np.sqrt(x.size)

@@ -3,10 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from numpy_vae.layers import sigmoid
-from numpy_vae.losses import BernoulliNLL, GaussianKL
-
-
+from numpy_vae.nn.activations import sigmoid
+from numpy_vae.nn.losses import BernoulliNLL, GaussianKL
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bernoulli_nll_is_finite_and_exact_for_huge_logits(dtype):
     logits = np.array([[1e4, -1e4, 1e4, -1e4, 0.0]], dtype)

@@ -9,13 +9,12 @@ import zlib
 import numpy as np
 import pytest
 
-from numpy_vae import report as report_module
-from numpy_vae.checkpoint import load_checkpoint, save_checkpoint
+from numpy_vae.report import report as report_module
+from numpy_vae.training.checkpoint import load_checkpoint, save_checkpoint
 from numpy_vae.cli import main
-from numpy_vae.iwae import importance_weighted_nll
+from numpy_vae.evaluation.iwae import importance_weighted_nll
 from numpy_vae.report import write_report
-from numpy_vae.restore import load_backend
-
+from numpy_vae.training.restore import load_backend
 FIGURES_ALWAYS = ["curves.png", "reconstructions.png", "samples.png", "interpolations.png", "latent.png",
                   "collapse.png", "class_samples.png"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

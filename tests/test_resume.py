@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpy_vae.backend import NumpyBackend
-from numpy_vae.checkpoint import CheckpointError, check_params, load_checkpoint, save_checkpoint
+from numpy_vae.backends import NumpyBackend
+from numpy_vae.training.checkpoint import CheckpointError, check_params, load_checkpoint, save_checkpoint
 from numpy_vae.cli import main
-from numpy_vae.training import ConfigError, TrainConfig, TrainingError, train
-
+from numpy_vae.config import ConfigError, TrainConfig
+from numpy_vae.training import TrainingError, train
 REPO = Path(__file__).resolve().parents[1]
 # 50 steps per epoch (1600 images, batch 32), a small model; the progress bar redraws every 10 ms
 # (TQDM_MININTERVAL) so that the kill can land in the middle of epoch 2 even on a fast machine.
@@ -188,7 +188,7 @@ def test_non_finite_stops_naming_the_step_and_keeps_the_last_good_checkpoint(mni
     poison_step(monkeypatch, at_step, what)
     config = tiny_config(mnist, tmp_path)
     with pytest.raises(TrainingError, match=message) as info:
-        train(config, progress=False, figures=False, log=lambda *a: None)
+        train(config, progress=False, log=lambda *a: None)
     assert "last good checkpoint" in str(info.value) and "after epoch 1" in str(info.value)
     params, _, meta = load_checkpoint(tmp_path / "run" / "last.npz")
     check_params(params, NumpyBackend(config.model_config()).param_shapes, "last.npz")     # finite, right shapes
@@ -225,7 +225,7 @@ def finished_run(mnist, tmp_path_factory) -> Path:
     """A tiny run stopped after epoch 1 of 2 (to be copied and tampered with)."""
     root = tmp_path_factory.mktemp("runs")
     config = TrainConfig(**{**TINY, "epochs": 1, "data_dir": str(mnist), "runs_dir": str(root), "name": "one"})
-    run = train(config, progress=False, figures=False, log=lambda *a: None)
+    run = train(config, progress=False, log=lambda *a: None)
     # Re-save as epoch 1 of 2, so that a resume has an epoch left to do.
     params, optim, meta = load_checkpoint(run / "last.npz")
     meta["config"]["epochs"] = 2
@@ -272,7 +272,7 @@ def test_resume_refuses_a_checkpoint_it_cannot_continue_exactly(finished_run, tm
     tamper(run, **change)
     before = {f.name: f.read_bytes() for f in run.iterdir()}
     with pytest.raises(CheckpointError, match=message):
-        train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+        train(None, resume=run, progress=False, log=lambda *a: None)
     assert {f.name: f.read_bytes() for f in run.iterdir()} == before          # nothing written
 
 
@@ -281,7 +281,7 @@ def test_resume_refuses_an_edited_config_json(finished_run, tmp_path):
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "lr": 0.01}))
     with pytest.raises(CheckpointError, match=r"config\.json disagrees .*lr: 0\.01 in config\.json, 0\.001 in last\.npz"):
-        train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+        train(None, resume=run, progress=False, log=lambda *a: None)
 
 
 def test_resume_cleans_up_after_a_kill_between_writes(finished_run, tmp_path):
@@ -291,7 +291,7 @@ def test_resume_cleans_up_after_a_kill_between_writes(finished_run, tmp_path):
         f.write("2,1,1,1,1,1,1,0.001,0.5\n")                 # a row whose epoch never reached last.npz
     (run / ".last.npz.k9x2.tmp").write_bytes(b"half a checkpoint")
     logs = []
-    train(None, resume=run, progress=False, figures=False, log=logs.append)
+    train(None, resume=run, progress=False, log=logs.append)
     assert not (run / ".last.npz.k9x2.tmp").exists() and any("interrupted write" in line for line in logs)
     _, _, meta = load_checkpoint(run / "last.npz")
     lines = (run / "metrics.csv").read_text().splitlines()
@@ -301,7 +301,7 @@ def test_resume_cleans_up_after_a_kill_between_writes(finished_run, tmp_path):
 def test_resume_through_the_latest_link_keeps_it_pointing_at_the_run(finished_run, tmp_path):
     run = copy_run(finished_run, tmp_path / "run")
     (tmp_path / "latest").symlink_to("run")
-    train(None, resume=tmp_path / "latest", progress=False, figures=False, log=lambda *a: None)
+    train(None, resume=tmp_path / "latest", progress=False, log=lambda *a: None)
     assert os.readlink(tmp_path / "latest") == "run"
     assert load_checkpoint(run / "last.npz")[2]["epoch"] == 2
 
@@ -314,10 +314,10 @@ def test_a_run_folder_being_written_is_not_resumed_twice(finished_run, tmp_path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ConfigError, match="being written by another vae process"):
-            train(None, resume=run, progress=False, figures=False, log=lambda *a: None)
+            train(None, resume=run, progress=False, log=lambda *a: None)
     finally:
         os.close(fd)
-    train(None, resume=run, progress=False, figures=False, log=lambda *a: None)       # released: it goes on
+    train(None, resume=run, progress=False, log=lambda *a: None)       # released: it goes on
     assert load_checkpoint(run / "last.npz")[2]["epoch"] == 2
 
 
@@ -328,7 +328,7 @@ def test_atomic_write_survives_sigkill_mid_write(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from numpy_vae.checkpoint import atomic_write
+        from numpy_vae.training.checkpoint import atomic_write
         def write(f):
             f.write(b"half of the new one")
             f.flush()
@@ -343,7 +343,7 @@ def test_atomic_write_survives_sigkill_mid_write(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
-    from numpy_vae.checkpoint import atomic_write
+    from numpy_vae.training.checkpoint import atomic_write
     target = tmp_path / "metrics.csv"
 
     def failing(f):
@@ -356,7 +356,7 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
 
 def test_atomic_write_gives_the_usual_permissions(tmp_path):
     """Not mkstemp's owner-only 0600: run folders stay readable as files written with open() would be."""
-    from numpy_vae.checkpoint import atomic_write
+    from numpy_vae.training.checkpoint import atomic_write
     mask = os.umask(0o022)
     os.umask(mask)
     atomic_write(tmp_path / "config.json", lambda f: f.write(b"{}"))

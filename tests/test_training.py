@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from numpy_vae.checkpoint import load_checkpoint
-from numpy_vae.training import ConfigError, TrainConfig, train
-
+from numpy_vae.training.checkpoint import load_checkpoint
+from numpy_vae.config import ConfigError, TrainConfig
+from numpy_vae.training import train
 # Measured on this project's machine: one epoch over the first 10,000 training images with the
 # default model (784-512-256, latent 20, Adam 1e-3, batch 128) gives a test negative ELBO of
 # 199.4, 196.8 and 198.9 nats for seeds 0, 1, 2 (an untrained model scores ~545); the bound

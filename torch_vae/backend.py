@@ -1,6 +1,6 @@
-"""The PyTorch training backend: ``numpy_vae.backend.NumpyBackend``'s interface, NumPy arrays in and out.
+"""The PyTorch training backend: ``numpy_vae.backends.Backend``'s interface, NumPy arrays in and out.
 
-``numpy_vae.training`` finds this class through the entry point
+``numpy_vae.backends.make_backend`` finds this class through the entry point
 ``vae_from_scratch.backends: torch`` and drives it exactly as it drives the NumPy
 backend, with the same batches and the same noise ``eps``.  Updates are
 ``torch.optim.Adam`` (single-tensor path, the one NumPy's Adam mirrors) after
@@ -13,14 +13,13 @@ written by either backend resumes in either.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from numpy_vae.backend import NonFiniteError
-from numpy_vae.model import INPUT_DIM, InputError, MLPVAE, parameter_shapes
-from numpy_vae.training import ConfigError
+from numpy_vae.backends.interface import NonFiniteError
+from numpy_vae.config import ConfigError
+from numpy_vae.inputs import check_images, check_latent, check_noise
 
 from .convert import to_numpy, to_torch
 from .model import build_model, torch_dtype
@@ -56,22 +55,18 @@ class TorchBackend:
         # foreach=False: the single-tensor loop (torch's default on CPU), whose arithmetic NumPy's Adam copies.
         self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay, foreach=False)
         self.clip_grad_norm = clip_grad_norm
-        self.param_shapes = parameter_shapes(self.model.hidden, self.model.latent)
-        # For the NumPy model's own input check (MLPVAE.check_input reads only input_dim and dtype).
-        self._checker = SimpleNamespace(input_dim=INPUT_DIM, dtype=self.dtype)
+        self.param_shapes = self.model.spec.parameter_shapes()
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=self.dtype)).to(self.device)
 
+    def _images(self, x) -> torch.Tensor:
+        return self._tensor(check_images(x, self.model.input_dim, self.dtype))
+
     def _batch(self, x, eps) -> tuple[torch.Tensor, torch.Tensor]:
-        x = MLPVAE.check_input(self._checker, x)
-        eps = np.asarray(eps)
-        if eps.shape != (x.shape[0], self.model.latent):
-            raise InputError(f"eps must have shape ({x.shape[0]}, {self.model.latent}), got {eps.shape}; "
-                             f"draw it with numpy_vae.draw_eps")
-        if not np.isfinite(eps).all():
-            raise InputError("eps contains NaN or infinite values")
-        return self._tensor(x), self._tensor(eps)
+        """x and eps as tensors, checked by numpy_vae's own input checks (in the backend's dtype)."""
+        x = check_images(x, self.model.input_dim, self.dtype)
+        return self._tensor(x), self._tensor(check_noise(eps, x.shape[0], self.model.latent, self.dtype))
 
     # ------------------------------------------------------------- training
     def train_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
@@ -110,18 +105,12 @@ class TorchBackend:
     @torch.no_grad()
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x (B, 784) -> mu (B, L), logvar (B, L)."""
-        mu, logvar = self.model.encode(self._tensor(MLPVAE.check_input(self._checker, x)))
+        mu, logvar = self.model.encode(self._images(x))
         return mu.cpu().numpy(), logvar.cpu().numpy()
 
     def _latent(self, z) -> torch.Tensor:
-        """z as a tensor, or InputError with numpy_vae's message (MLPVAE.decode's checks)."""
-        z = np.asarray(z)
-        if z.ndim != 2 or z.shape[1] != self.model.latent or not np.issubdtype(z.dtype, np.number):
-            raise InputError(f"z must be a numeric array of shape (batch, {self.model.latent}), got {z.dtype} {z.shape}")
-        z = np.ascontiguousarray(z, dtype=self.dtype)
-        if not np.isfinite(z).all():
-            raise InputError("z contains NaN or infinite values")
-        return self._tensor(z)
+        """z as a tensor, or InputError with numpy_vae's message."""
+        return self._tensor(check_latent(z, self.model.latent, self.dtype))
 
     @torch.no_grad()
     def decode(self, z: np.ndarray) -> np.ndarray:

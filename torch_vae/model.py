@@ -1,18 +1,17 @@
-"""The MLP VAE in ordinary PyTorch: the same network and loss as ``numpy_vae.model``, autograd for backward.
+"""The VAE in ordinary PyTorch: the same spec as ``numpy_vae.model``, interpreted into ``torch.nn`` modules.
 
-Architecture (default ``hidden=(512, 256)``, ``latent=20``)::
-
-    encoder    nn.Sequential(Linear 784-512, ReLU, Linear 512-256, ReLU)      x (B, 784) -> h (B, 256)
-    fc_mu      Linear 256-L                                                   h -> mu (B, L)
-    fc_logvar  Linear 256-L                                                   h -> logvar (B, L)
+    encoder    nn.Sequential of the spec's encoder layers        x (B, 784) -> h (B, H)
+    fc_mu      nn.Linear(H, L)                                   h -> mu (B, L)
+    fc_logvar  nn.Linear(H, L)                                   h -> logvar (B, L)
     sample     z = mu + eps * exp(logvar / 2), eps (B, L) passed in
-    decoder    nn.Sequential(Linear L-256, ReLU, Linear 256-512, ReLU, Linear 512-784)  z -> logits (B, 784)
+    decoder    nn.Sequential of the spec's decoder layers        z -> logits (B, 784)
     loss       mean_B [ BernoulliNLL(logits, x) + beta * KL(N(mu, e^logvar) || N(0, I)) ]
 
 so ``state_dict()`` keys are exactly ``numpy_vae``'s ``model.params`` keys
-(``encoder.0.weight`` ... ``decoder.4.bias``), in the same order, with the same shapes.
-Weights are initialized by building the NumPy model with the same seed and
-copying its parameters in, so both implementations start from the same point.
+(``encoder.0.weight`` ... ``decoder.4.bias``), in the same order, with the same
+shapes: both are read off the same ``numpy_vae.specs.VAESpec``.  Weights are
+initialized by building the NumPy model with the same seed and copying its
+parameters in, so both implementations start from the same point.
 """
 from __future__ import annotations
 
@@ -22,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import numpy_vae
-from numpy_vae.model import INPUT_DIM
+from numpy_vae import specs
+from numpy_vae.specs import SpecError, VAESpec
 
 from .convert import to_torch
 
@@ -33,12 +33,12 @@ def torch_dtype(dtype) -> torch.dtype:
     """float32/float64 given as a torch dtype, a NumPy dtype or its name -> the torch dtype."""
     if isinstance(dtype, torch.dtype):
         if dtype not in _TORCH_DTYPES.values():
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+            raise SpecError(f"dtype={dtype}: expected float32 or float64")
         return dtype
     try:
         return _TORCH_DTYPES[np.dtype(dtype)]
     except (KeyError, TypeError):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}") from None
+        raise SpecError(f"dtype={dtype!r}: expected float32 or float64") from None
 
 
 def numpy_dtype(dtype) -> np.dtype:
@@ -63,28 +63,35 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
 
 
-# ------------------------------------------------------------------ the module
+# ------------------------------------------------------------- the interpreter
+def build_layer(layer, **kw) -> nn.Module:
+    """The ``torch.nn`` module of one layer spec (``numpy_vae.specs``); kw: dtype and device."""
+    if isinstance(layer, specs.Linear):
+        return nn.Linear(layer.in_features, layer.out_features, **kw)
+    if isinstance(layer, specs.ReLU):
+        return nn.ReLU()
+    if isinstance(layer, specs.Sigmoid):
+        return nn.Sigmoid()
+    if isinstance(layer, specs.Tanh):
+        return nn.Tanh()
+    raise SpecError(f"torch_vae has no module for {layer!r}")
+
+
 class TorchVAE(nn.Module):
-    """Variational autoencoder with MLP encoder and decoder; see the module docstring."""
+    """A variational autoencoder built from a ``numpy_vae.specs.VAESpec``; see the module docstring."""
 
-    def __init__(self, latent: int = 20, hidden=(512, 256), beta: float = 1.0, input_dim: int = INPUT_DIM,
-                 dtype: torch.dtype = torch.float32, device="cpu"):
+    def __init__(self, spec: VAESpec, beta: float = 1.0, dtype: torch.dtype = torch.float32, device="cpu"):
         super().__init__()
-        if latent < 1 or not hidden or any(int(h) < 1 for h in hidden):
-            raise ValueError(f"latent and every hidden size must be positive integers, got latent={latent}, hidden={hidden}")
-        self.latent, self.hidden, self.beta, self.input_dim = int(latent), tuple(int(h) for h in hidden), float(beta), input_dim
+        if not isinstance(spec, VAESpec):
+            raise SpecError(f"spec must be a numpy_vae.specs.VAESpec, got {type(spec).__name__}")
+        self.spec, self.beta = spec, float(beta)
+        self.latent, self.input_dim = spec.latent, spec.input_dim
         kw = {"dtype": torch_dtype(dtype), "device": device}
-
-        def stack(sizes) -> list[nn.Module]:
-            layers: list[nn.Module] = []
-            for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-                layers += [nn.Linear(n_in, n_out, **kw), nn.ReLU()]
-            return layers
-
-        self.encoder = nn.Sequential(*stack([input_dim, *self.hidden]))
-        self.fc_mu = nn.Linear(self.hidden[-1], self.latent, **kw)
-        self.fc_logvar = nn.Linear(self.hidden[-1], self.latent, **kw)
-        self.decoder = nn.Sequential(*stack([self.latent, *reversed(self.hidden), input_dim])[:-1])  # ends in logits
+        self.encoder = nn.Sequential(*(build_layer(layer, **kw) for layer in spec.encoder))
+        mu_spec, logvar_spec = spec.head
+        self.fc_mu = build_layer(mu_spec, **kw)
+        self.fc_logvar = build_layer(logvar_spec, **kw)
+        self.decoder = nn.Sequential(*(build_layer(layer, **kw) for layer in spec.decoder))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 784) -> mu (B, L), logvar (B, L)."""
@@ -97,7 +104,7 @@ class TorchVAE(nn.Module):
         return torch.sigmoid(logits) if probs else logits
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Negative ELBO of a batch, as ``numpy_vae.MLPVAE.forward``.
+        """Negative ELBO of a batch, as ``numpy_vae.VAE.forward``.
 
         x (B, 784) in [0, 1], eps (B, L).  Returns ``loss`` (batch mean of
         per-sample nll + beta * kl), ``recon`` and ``kl`` (their batch means),
@@ -118,13 +125,11 @@ def build_model(arch: str = "mlp", latent: int = 20, hidden=(512, 256), beta: fl
 
     The weights are those ``numpy_vae.build_model`` draws with the same seed, bit for bit.
     """
-    if arch != "mlp":
-        raise ValueError(f"unknown arch {arch!r}; available: 'mlp'")
     tdtype = torch_dtype(dtype)
     reference = numpy_vae.build_model(arch, latent=latent, hidden=hidden, beta=beta,
                                       dtype=numpy_dtype(tdtype), seed=seed)
     # Built on the meta device (no memory, no throw-away init), then given storage and the NumPy weights.
-    module = TorchVAE(latent=latent, hidden=hidden, beta=beta, dtype=tdtype, device="meta")
+    module = TorchVAE(reference.spec, beta=reference.beta, dtype=tdtype, device="meta")
     module.to_empty(device=device)
     to_torch(reference.params, module)
     return module

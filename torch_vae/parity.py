@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 import numpy_vae
-from numpy_vae.backend import NumpyBackend
-from numpy_vae.reparameterize import draw_eps
+from numpy_vae.backends import NumpyBackend
+from numpy_vae.streams import draw_eps, noise_stream, synthetic_stream
 
 from .backend import TorchBackend
 from .convert import to_torch
@@ -131,7 +131,7 @@ def trajectory_rows(model_config: dict, batches: list[np.ndarray], seed: int = 0
     """Every parameter after one Adam step per batch with each backend (same noise, same start).
 
     batches: list of (B, 784) arrays; the noise of step k is drawn from
-    ``default_rng([seed, 2])`` as the training loop draws it.
+    ``numpy_vae.streams.noise_stream(seed)`` as the training loop draws it.
     """
     dtype = np.dtype(model_config["dtype"])
     backends = [NumpyBackend(model_config, lr=lr, seed=seed),
@@ -139,7 +139,7 @@ def trajectory_rows(model_config: dict, batches: list[np.ndarray], seed: int = 0
     for b in backends:
         if params is not None:
             b.set_params(params)
-        rng = np.random.default_rng([seed, 2])
+        rng = noise_stream(seed)
         for x in batches:
             b.train_step(x, draw_eps(rng, len(x), model_config["latent"], dtype))
     p_np, p_t = (b.get_params() for b in backends)
@@ -169,7 +169,7 @@ def _input_batches(data_dir: str, batch: int, count: int, seed: int) -> tuple[li
         images, _ = load_mnist(data_dir, "test")
         source = f"MNIST test images from {data_dir}"
     except MnistDataError:
-        rng = np.random.default_rng([seed, 5])
+        rng = synthetic_stream(seed)
         images = rng.random((batch * count, 784)).astype(np.float32)
         images[images < 0.5] = 0.0          # mostly exact 0s and 1s, as MNIST is
         images[images > 0.9] = 1.0
@@ -188,14 +188,14 @@ def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch:
     out(f"vae parity: numpy_vae (hand-written backward, NumPy Adam) vs torch_vae (autograd, torch.optim.Adam)")
     out(f"config: latent={cfg['latent']} hidden={','.join(map(str, cfg['hidden']))} beta={cfg['beta']:g} "
         f"batch={batch} seed={seed}" + (" weights=checkpoint" if params is not None else " weights=init(seed)"))
-    out(f"input: {source}; eps from default_rng([seed, 2])")
+    out(f"input: {source}; eps from numpy_vae.streams.noise_stream(seed)")
     out("rel.err = ||numpy - torch|| / ||torch||;  allclose: rtol = tol, atol = tol * max|torch|")
     ok = True
     for device in devices:
         for name in dtypes:
             dtype = np.dtype(name)
             mc = {**cfg, "dtype": dtype}
-            eps = draw_eps(np.random.default_rng([seed, 2]), batch, cfg["latent"], dtype)
+            eps = draw_eps(noise_stream(seed), batch, cfg["latent"], dtype)
             rows = gradient_rows(mc, batches[0], eps, seed=seed, device=device, params=params)
             out("")
             out(format_table(f"[{device}, {name}] forward outputs and gradients of the loss", rows))
@@ -216,7 +216,7 @@ def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch:
 # ---------------------------------------------------------------------- CLI
 def register(sub) -> None:
     """Add ``vae parity`` to the ``vae`` command's subparsers."""
-    from numpy_vae.commands import add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
+    from numpy_vae.cli.args import add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
     p = sub.add_parser("parity", help="compare the NumPy and PyTorch VAEs quantity by quantity (cmp-style)",
                        description="Same weights, batch and noise through numpy_vae and torch_vae: for every "
                                    "parameter, exact match, allclose, max abs diff and relative error of the "
@@ -240,15 +240,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from numpy_vae.commands import UsageError
-    from numpy_vae.training import ConfigError
+    from numpy_vae.cli.args import UsageError
+    from numpy_vae.config import ConfigError
     if args.steps < 0:
         raise UsageError(f"--steps {args.steps}: expected 0 or more")
     config = {"arch": "mlp", "latent": args.latent, "hidden": tuple(args.hidden), "beta": args.beta}
     params = None
     if args.checkpoint is not None:
-        from numpy_vae.checkpoint import check_params, load_checkpoint
-        from numpy_vae.model import parameter_shapes
+        from numpy_vae.specs import parameter_shapes
+        from numpy_vae.training.checkpoint import check_params, load_checkpoint
         params, _, meta = load_checkpoint(args.checkpoint)
         saved = meta.get("config", {})
         config.update(latent=saved.get("latent", args.latent), hidden=tuple(saved.get("hidden", args.hidden)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import UsageError
+from .args import UsageError
 
 
 def digit_classes(text: str) -> list[int]:

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from . import UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
+from .args import UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
 
 #: Named starting points; explicit options override them.
 PRESETS = {
@@ -21,7 +21,7 @@ PRESETS = {
 }
 # Options that set the training configuration (TrainConfig fields).
 CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "clip_grad_norm",
-                  "latent", "hidden", "beta", "dtype", "seed", "runs_dir", "name", "train_limit")
+                  "arch", "latent", "hidden", "beta", "dtype", "seed", "runs_dir", "name", "train_limit")
 
 
 def non_negative_int(text: str) -> int:
@@ -41,7 +41,8 @@ def run_name(text: str) -> str:
 
 
 def register(sub) -> None:
-    from ..training import TrainConfig
+    from ..config import TrainConfig
+    from ..specs import ARCHITECTURES
     d = TrainConfig()
     p = sub.add_parser("train", help="train a VAE on MNIST and write a run folder",
                        description="Train a VAE on MNIST; writes runs/NAME/ with config, metrics.csv, checkpoints and "
@@ -59,6 +60,8 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=non_negative_float, default=None, help=f"default: {d.weight_decay}")
     p.add_argument("--clip-grad-norm", type=positive_float, default=None,
                    help="clip the global gradient norm to this value (as torch.nn.utils.clip_grad_norm_)")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
+                   help=f"architecture, a spec in numpy_vae.specs (default: {d.arch})")
     p.add_argument("--latent", type=positive_int, default=None, help=f"latent dimensions (default: {d.latent})")
     p.add_argument("--hidden", type=hidden_sizes, default=None,
                    help="encoder hidden sizes, mirrored by the decoder (default: 512,256)")
@@ -115,7 +118,9 @@ def check_data_dir(data_dir: str) -> None:
 
 
 def run(args) -> int:
-    from ..training import TrainConfig, available_backends, train
+    from ..backends import available_backends
+    from ..config import TrainConfig
+    from ..training import train
     given = [dest for dest in CONFIG_OPTIONS if getattr(args, dest) is not None]
     if args.resume is not None:
         if given or args.preset != "default":
@@ -132,9 +137,8 @@ def run(args) -> int:
         _writable_folder(run_dir, "--resume", "the resumed run writes its checkpoints there")
         if args.data_dir is not None:
             check_data_dir(args.data_dir)
-        train(None, resume=run_dir, progress=not args.no_progress, figures=not args.no_figures,
-              data_dir=args.data_dir)
-        return 0
+        run_dir = train(None, resume=run_dir, progress=not args.no_progress, data_dir=args.data_dir)
+        return _report(args, run_dir)
 
     values = {**vars(TrainConfig()), **PRESETS[args.preset], **{k: getattr(args, k) for k in given}}
     values["data_dir"] = args.data_dir if args.data_dir is not None else os.environ.get("VAE_DATA_DIR", "data")
@@ -149,5 +153,12 @@ def run(args) -> int:
                          f"with --resume {runs_dir / values['name']}, or choose another --name")
     check_data_dir(values["data_dir"])
     config = TrainConfig(**values)
-    train(config, progress=not args.no_progress, figures=not args.no_figures)
+    return _report(args, train(config, progress=not args.no_progress))
+
+
+def _report(args, run_dir: Path) -> int:
+    """The run's figures and report.html (the loop writes none), unless --no-figures."""
+    if not args.no_figures:
+        from ..report import write_report
+        write_report(run_dir, data_dir=args.data_dir, progress=not args.no_progress)
     return 0

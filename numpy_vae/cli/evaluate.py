@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from . import UsageError, positive_int
+from .args import UsageError, positive_int
 
 
 def register(sub) -> None:
@@ -45,11 +45,11 @@ def format_summary(s: dict) -> str:
 
 
 def run(args) -> int:
-    from ..checkpoint import atomic_write
+    from ..training.checkpoint import atomic_write
     from ..data import load_mnist
-    from ..iwae import importance_weighted_nll
+    from ..evaluation.iwae import importance_weighted_nll
     from ..report import EVALUATION_FILE
-    from ..restore import load_backend, resolve_checkpoint
+    from ..training.restore import load_backend, resolve_checkpoint
     if args.backend == "numpy" and args.device != "cpu":
         raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
     path = resolve_checkpoint(args.checkpoint)

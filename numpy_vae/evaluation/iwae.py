@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .reparameterize import draw_eps
+from ..streams import draw_eps, iwae_stream
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -71,7 +71,7 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
 
 def image_rng(seed: int, index: int) -> np.random.Generator:
     """The Generator of test image ``index``: its K draws of eps come from here, in order."""
-    return np.random.default_rng([seed, 5, index])
+    return iwae_stream(seed, index)
 
 
 @dataclass

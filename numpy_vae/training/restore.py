@@ -3,7 +3,7 @@
 Both backends write the same ``.npz`` (see ``checkpoint.py``), whose meta holds
 the training configuration, so a checkpoint written by the torch backend is
 evaluated by the NumPy one and the other way round.  The torch backend is
-reached only through ``training.make_backend`` (an entry point): numpy_vae
+reached only through ``backends.make_backend`` (an entry point): numpy_vae
 never imports torch_vae.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import make_backend
+from ..config import ConfigError, TrainConfig
 from .checkpoint import CheckpointError, check_params, load_checkpoint
-from .training import ConfigError, TrainConfig, make_backend
 
 
 def resolve_checkpoint(path) -> Path:

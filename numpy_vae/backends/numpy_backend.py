@@ -1,26 +1,13 @@
-"""The NumPy training backend: model + optimizer behind the interface the training loop drives.
-
-A backend is any class with this interface (``torch_vae.backend.TorchBackend``
-is the other one); the loop in ``training.py`` only ever talks to it, with
-NumPy arrays in and out, so both backends see the same batches and noise.
-"""
+"""The NumPy training backend: the hand-written model and Adam behind the backend interface."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from .model import build_model, parameter_shapes
-from .optimizers import Adam
-
-
-class NonFiniteError(FloatingPointError):
-    """The loss or a gradient became NaN or infinite."""
-
-
-def clip_coefficient(total_norm: float, max_norm: float) -> float:
-    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (total_norm + 1e-6))."""
-    return min(1.0, max_norm / (total_norm + 1e-6))
+from ..model import build_model
+from ..nn.optimizers import Adam
+from .interface import NonFiniteError, clip_coefficient
 
 
 class NumpyBackend:
@@ -34,13 +21,13 @@ class NumpyBackend:
         self.optimizer = Adam(self.model.flat, lr=lr, weight_decay=weight_decay)
         self.clip_grad_norm = clip_grad_norm
         self.dtype = self.model.dtype
-        self.param_shapes = parameter_shapes(self.model.hidden, self.model.latent)
+        self.param_shapes = self.model.spec.parameter_shapes()
 
     # ------------------------------------------------------------- training
     def train_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
         """One Adam step on the batch; returns (loss, recon, kl) of the batch before the step."""
-        out = self.model.forward(x, eps)
-        loss = float(out["loss"])
+        loss, recon, kl = self.model.loss(x, eps)
+        loss = float(loss)
         if not math.isfinite(loss):
             raise NonFiniteError(f"loss is {loss}")
         self.model.backward(need_input_grad=False)
@@ -54,7 +41,7 @@ class NumpyBackend:
         if self.clip_grad_norm is not None:
             grad *= self.dtype.type(clip_coefficient(norm, self.clip_grad_norm))
         self.optimizer.step(grad)
-        return loss, float(out["recon"]), float(out["kl"])
+        return loss, float(recon), float(kl)
 
     def set_lr(self, lr: float) -> None:
         self.optimizer.lr = lr
@@ -62,11 +49,11 @@ class NumpyBackend:
     # ------------------------------------------------------------ inference
     def evaluate(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
         """(loss, recon, kl) batch means, no update."""
-        out = self.model.forward(x, eps)
-        return float(out["loss"]), float(out["recon"]), float(out["kl"])
+        loss, recon, kl = self.model.loss(x, eps)
+        return float(loss), float(recon), float(kl)
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu, logvar = self.model.encode(self.model.check_input(x))
+        mu, logvar = self.model.encode(x)
         return mu.copy(), logvar.copy()
 
     def decode(self, z: np.ndarray) -> np.ndarray:

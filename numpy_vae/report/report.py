@@ -30,10 +30,12 @@ from statistics import NormalDist
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..data import load_mnist
+from ..evaluation.latent_stats import active_units, collapse_message, kl_per_dimension, posterior_stats
+from ..streams import report_stream
+from ..training.checkpoint import CheckpointError, atomic_write, load_checkpoint
+from ..training.restore import load_backend
 from . import figures
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint
-from .data import load_mnist
-from .latent_stats import active_units, collapse_message, kl_per_dimension, posterior_stats
 
 EVALUATION_FILE = "evaluation.json"
 TSNE_POINTS = 2000
@@ -54,10 +56,6 @@ class Report:
     active: int = 0
     latent: int = 0
     warning: str | None = None
-
-
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 40 + stream])
 
 
 def _decode(backend, z: np.ndarray, dtype) -> np.ndarray:
@@ -201,7 +199,6 @@ def write_report(run_dir, backend=None, checkpoint: str = "last.npz", data_dir=N
     run_dir = Path(run_dir)
     ckpt = run_dir / checkpoint
     if backend is None:
-        from .restore import load_backend
         backend, train_config, meta = load_backend(ckpt)
         config = meta.get("config") or train_config.to_json()
     else:
@@ -255,14 +252,14 @@ def write_report(run_dir, backend=None, checkpoint: str = "last.npz", data_dir=N
                                 "The first 32 test digits, each above its reconstruction: the decoder's pixel "
                                 "probabilities at the posterior mean z = mu(x)."))
         elif step == "samples":
-            z = _rng(seed, 0).standard_normal((8 * 16, latent))
+            z = report_stream(seed, "samples").standard_normal((8 * 16, latent))
             figures.save_grid(run_dir / "samples.png", _decode(backend, z, dtype), 16,
                               "digits decoded from z ~ N(0, I) (pixel probabilities)")
             shown.append(Figure("samples.png", "Samples from the prior",
                                 "128 draws z ~ N(0, I), decoded; shown are the Bernoulli means (probabilities), "
                                 "not thresholded or sampled pixels."))
         elif step == "interpolations":
-            pairs = interpolation_pairs(test_y, 8, _rng(seed, 1))
+            pairs = interpolation_pairs(test_y, 8, report_stream(seed, "interpolations"))
             t = np.linspace(0, 1, 10)
             a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
             zs = (1 - t)[None, :, None] * mu[a][:, None] + t[None, :, None] * mu[b][:, None]
@@ -296,7 +293,7 @@ def write_report(run_dir, backend=None, checkpoint: str = "last.npz", data_dir=N
                                 "probabilities 0.05 ... 0.95, as in Kingma and Welling (2014), figure 4."))
         elif step == "tsne":
             from sklearn.manifold import TSNE
-            idx = _rng(seed, 2).choice(len(mu), size=min(TSNE_POINTS, len(mu)), replace=False)
+            idx = report_stream(seed, "tsne").choice(len(mu), size=min(TSNE_POINTS, len(mu)), replace=False)
             emb = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(idx) - 1) / 3), max_iter=TSNE_ITERATIONS,
                        random_state=seed).fit_transform(np.asarray(mu[idx], np.float64))
             figures.plot_latent_scatter(run_dir / "latent_tsne.png", emb, test_y[idx],
@@ -313,7 +310,7 @@ def write_report(run_dir, backend=None, checkpoint: str = "last.npz", data_dir=N
                                 f"unit is active above {units.threshold:g} (Burda et al. 2015). "
                                 f"{units.count} of {latent} units are active."))
         elif step == "class_samples":
-            rng = _rng(seed, 3)
+            rng = report_stream(seed, "class_samples")
             present = [c for c in classes if (test_y == c).any()]
             per_class = min([3] + [int((test_y == c).sum()) for c in present])
             panels = []

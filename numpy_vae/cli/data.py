@@ -1,7 +1,7 @@
 """``vae data fetch``: get MNIST, verified against the original MD5s."""
 from __future__ import annotations
 
-from . import add_data_dir
+from .args import add_data_dir
 
 
 def register(sub) -> None:

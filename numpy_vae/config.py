@@ -1,0 +1,116 @@
+"""The training configuration: the vocabulary the loop, the backends, the CLI and torch_vae share.
+
+:class:`TrainConfig` is every choice of a run, saved as ``config.json`` and in
+every checkpoint's meta; :func:`validate_config` refuses one that cannot run,
+naming the field, before anything is allocated or written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .specs import ARCHITECTURES, SpecError, make_spec
+
+MAX_PARAMETERS = 200_000_000      # a model larger than this is refused before anything is allocated
+LR_SCHEDULES = ("constant", "cosine")
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot run (unknown backend, no CUDA, ...); says what to change."""
+
+
+@dataclass
+class TrainConfig:
+    backend: str = "numpy"
+    device: str = "cpu"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "constant"    # "constant" or "cosine" (decays to 0 over the run)
+    weight_decay: float = 0.0
+    clip_grad_norm: float | None = None
+    arch: str = "mlp"
+    latent: int = 20
+    hidden: tuple[int, ...] = (512, 256)
+    beta: float = 1.0
+    dtype: str = "float32"
+    seed: int = 0
+    data_dir: str = "data"
+    runs_dir: str = "runs"
+    name: str | None = None
+    train_limit: int | None = None   # use only the first N training images (quick runs, tests)
+
+    def spec(self):
+        """The architecture (``numpy_vae.specs.VAESpec``) this config trains."""
+        return make_spec(self.arch, hidden=tuple(self.hidden), latent=self.latent)
+
+    def model_config(self) -> dict:
+        """``build_model``'s keyword arguments."""
+        return {"arch": self.arch, "latent": self.latent, "hidden": tuple(self.hidden), "beta": self.beta,
+                "dtype": np.dtype(self.dtype)}
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+
+def valid_run_name(name: str) -> bool:
+    """A plain folder name: no path separators, not '.', '..' or 'latest'."""
+    return bool(name) and name not in (".", "..", "latest") and "/" not in name and "\\" not in name \
+        and "\0" not in name
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Refuse a configuration that cannot run, naming the field (ConfigError); allocates nothing."""
+    def real(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def integer(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    checks = [
+        ("epochs", integer(config.epochs) and config.epochs >= 1, "an integer >= 1"),
+        ("batch_size", integer(config.batch_size) and config.batch_size >= 1, "an integer >= 1"),
+        ("arch", config.arch in ARCHITECTURES, f"one of {sorted(ARCHITECTURES)}"),
+        ("latent", integer(config.latent) and config.latent >= 1, "an integer >= 1"),
+        ("hidden", isinstance(config.hidden, tuple) and len(config.hidden) >= 1
+         and all(integer(h) and h >= 1 for h in config.hidden), "one or more integers >= 1"),
+        ("lr", real(config.lr) and config.lr > 0, "a finite number > 0"),
+        ("lr_schedule", config.lr_schedule in LR_SCHEDULES, "'constant' or 'cosine'"),
+        ("weight_decay", real(config.weight_decay) and config.weight_decay >= 0, "a finite number >= 0"),
+        ("clip_grad_norm", config.clip_grad_norm is None or (real(config.clip_grad_norm) and config.clip_grad_norm > 0),
+         "None or a finite number > 0"),
+        ("beta", real(config.beta) and config.beta >= 0, "a finite number >= 0"),
+        ("dtype", config.dtype in ("float32", "float64"), "'float32' or 'float64'"),
+        ("seed", integer(config.seed) and config.seed >= 0, "an integer >= 0"),
+        ("train_limit", config.train_limit is None or (integer(config.train_limit) and config.train_limit >= 1),
+         "None or an integer >= 1"),
+        ("backend", isinstance(config.backend, str), "a backend name"),
+        ("device", isinstance(config.device, str), "a device name"),
+        ("data_dir", isinstance(config.data_dir, str), "a path"),
+        ("runs_dir", isinstance(config.runs_dir, str), "a path"),
+        ("name", config.name is None or (isinstance(config.name, str) and valid_run_name(config.name)),
+         "None or a plain folder name (no '/', not '.', '..' or 'latest')"),
+    ]
+    for field, ok, what in checks:
+        if not ok:
+            raise ConfigError(f"{field}={getattr(config, field)!r}: expected {what}")
+    try:
+        n = config.spec().num_params
+    except SpecError as e:
+        raise ConfigError(str(e)) from None
+    if n > MAX_PARAMETERS:
+        raise ConfigError(f"hidden={','.join(map(str, config.hidden))}, latent={config.latent} makes {n:,} parameters, "
+                          f"more than the {MAX_PARAMETERS:,} supported")

@@ -1,0 +1,76 @@
+"""The checks at every model entry point, as plain functions both backends call.
+
+Each returns the array as a C-contiguous array of the model's dtype, or raises
+:class:`InputError` with one line naming the input, what is wrong and the fix.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Raised at the model's public entry points for inputs it cannot use."""
+
+
+def _real_array(value, name: str) -> np.ndarray:
+    """``value`` as an array of real numbers (bool and integers allowed), else InputError."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:                 # ragged lists and the like
+        raise InputError(f"{name} cannot be read as an array ({e}); pass a NumPy array of real numbers") from None
+    if np.iscomplexobj(arr):
+        raise InputError(f"{name} is complex (dtype {arr.dtype}); pass real numbers (its imaginary part would be lost)")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}; pass a NumPy array of real numbers")
+    return arr
+
+
+def _finite_as(arr: np.ndarray, dtype, name: str) -> np.ndarray:
+    """Cast first, then check: 1e300 is finite in float64 but infinite once cast to float32."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        where = " (in range for float64, not for float32)" if np.isfinite(arr).all() else ""
+        raise InputError(f"{name} contains NaN or infinite values{where}; pass finite numbers")
+    return out
+
+
+def check_images(x, input_dim: int, dtype, name: str = "x") -> np.ndarray:
+    """x (B, input_dim) with B >= 1, pixel values in [0, 1]."""
+    x = _real_array(x, name)
+    if x.ndim != 2 or x.shape[1] != input_dim or x.shape[0] == 0:
+        raise InputError(f"{name} must have shape (batch, {input_dim}) with batch >= 1, got {x.shape}; "
+                         f"flatten 28x28 images with x.reshape(len(x), -1)")
+    x = _finite_as(x, dtype, name)
+    lo, hi = x.min(), x.max()
+    if lo < 0 or hi > 1:
+        hint = "divide 8-bit pixel values by 255" if lo >= 0 and hi <= 255 else "rescale the pixels to [0, 1]"
+        raise InputError(f"{name} must lie in [0, 1] for the Bernoulli likelihood, got values in [{lo:g}, {hi:g}]; "
+                         f"{hint}")
+    return x
+
+
+def check_noise(eps, batch: int, latent: int, dtype, name: str = "eps") -> np.ndarray:
+    """eps (batch, latent) of finite numbers, drawn by the caller (``numpy_vae.streams.draw_eps``)."""
+    eps = _real_array(eps, name)
+    if eps.shape != (batch, latent):
+        raise InputError(f"{name} must have shape ({batch}, {latent}), got {eps.shape}; "
+                         f"draw it with numpy_vae.draw_eps")
+    return _finite_as(eps, dtype, name)
+
+
+def check_latent(z, latent: int, dtype, name: str = "z") -> np.ndarray:
+    """z (batch, latent) of finite numbers, batch >= 1."""
+    z = _real_array(z, name)
+    if z.ndim != 2 or z.shape[1] != latent or z.shape[0] == 0:
+        raise InputError(f"{name} must be a numeric array of shape (batch, {latent}) with batch >= 1, "
+                         f"got {z.dtype} {z.shape}")
+    return _finite_as(z, dtype, name)
+
+
+def check_count(n, name: str = "n") -> int:
+    """A positive integer count (NumPy integers and integral floats such as 8.0 allowed)."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(n) or int(n) != n or n < 1:
+        raise InputError(f"{name} must be a positive integer, got {n!r}")
+    return int(n)

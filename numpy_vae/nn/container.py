@@ -1,0 +1,47 @@
+"""Sequential: layers run in order, their backward closures in reverse.
+
+Each layer's ``forward(x)`` returns ``(y, backward)``; the container's forward
+returns ``(y, backward)`` too, whose backward runs the layers' closures from the
+last to the first.  A closure belongs to the forward call that made it, so an
+inference call in between (``container(x)``) can never change what a backward
+uses, as a cache stored on the layer could.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Sequential:
+    """forward: x -> layers[-1](... layers[0](x)), and its backward closure;
+    backward: dy -> dx (None with ``need_dx=False``, which the first layer may skip computing)."""
+
+    def __init__(self, layers: list):
+        self.layers = list(layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Inference: nothing kept for a backward."""
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def forward(self, x: np.ndarray):
+        backwards = []
+        for layer in self.layers:
+            x, backward = layer.forward(x)
+            backwards.append(backward)
+
+        def backward(dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+            for layer_backward in reversed(backwards[1:]):
+                dy = layer_backward(dy)
+            return backwards[0](dy, need_dx) if backwards else dy
+
+        return x, backward

@@ -1,0 +1,215 @@
+"""Architectures as data: one spec per VAE, read by two interpreters.
+
+A :class:`VAESpec` lists the encoder's layers, the Gaussian head's latent size,
+the decoder's layers and the likelihood.  ``numpy_vae.model`` builds its
+hand-written layers from it and ``torch_vae.model`` builds ``torch.nn`` modules
+from the very same spec, so the two can never disagree about an architecture.
+
+Parameter names follow from the spec by construction: layer ``i`` of the encoder
+is ``encoder.i`` (as in ``torch.nn.Sequential``), the head is ``fc_mu`` and
+``fc_logvar``, layer ``i`` of the decoder is ``decoder.i``.  So ``numpy_vae``'s
+``model.params`` keys are ``torch_vae``'s ``state_dict()`` keys, in the same order.
+
+The default model, ``mlp_spec()``::
+
+    encoder   Linear(784, 512), ReLU, Linear(512, 256), ReLU
+    head      fc_mu Linear(256, 20), fc_logvar Linear(256, 20)
+    decoder   Linear(20, 256), ReLU, Linear(256, 512), ReLU, Linear(512, 784)
+    likelihood bernoulli (the decoder outputs logits)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+INPUT_DIM = 784
+LIKELIHOODS = ("bernoulli",)
+
+
+class SpecError(ValueError):
+    """An architecture that cannot be built; the message names the field and what it must be."""
+
+
+def _positive_int(name: str, value) -> int:
+    """``value`` as an int >= 1 (NumPy integers too), else SpecError: 2.7, "3" and True are refused."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{name}={value!r}: expected an integer >= 1")
+    return value
+
+
+# ------------------------------------------------------------------ the layers
+@dataclass(frozen=True)
+class Linear:
+    """y = x W^T + b with W (out_features, in_features), as ``torch.nn.Linear``."""
+    in_features: int
+    out_features: int
+    kind = "linear"
+
+    def __post_init__(self):
+        _positive_int("in_features", self.in_features)
+        _positive_int("out_features", self.out_features)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_features
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if shape != (self.in_features,):
+            raise SpecError(f"Linear({self.in_features}, {self.out_features}) cannot take inputs of shape {shape}")
+        return (self.out_features,)
+
+
+@dataclass(frozen=True)
+class _Elementwise:
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
+
+@dataclass(frozen=True)
+class ReLU(_Elementwise):
+    kind = "relu"
+
+
+@dataclass(frozen=True)
+class Sigmoid(_Elementwise):
+    kind = "sigmoid"
+
+
+@dataclass(frozen=True)
+class Tanh(_Elementwise):
+    kind = "tanh"
+
+
+LAYER_KINDS = {cls.kind: cls for cls in (Linear, ReLU, Sigmoid, Tanh)}
+
+
+def layer_to_json(layer) -> dict:
+    return {"kind": layer.kind, **{f.name: getattr(layer, f.name) for f in fields(layer)}}
+
+
+def layer_from_json(d: dict):
+    try:
+        kind = d["kind"]
+        return LAYER_KINDS[kind](**{k: v for k, v in d.items() if k != "kind"})
+    except (KeyError, TypeError) as e:
+        raise SpecError(f"not a layer spec: {d!r} ({type(e).__name__}: {e}); kinds: {sorted(LAYER_KINDS)}") from None
+
+
+# ------------------------------------------------------------------- the VAE
+@dataclass(frozen=True)
+class VAESpec:
+    """A VAE: x -> encoder -> h -> (mu, logvar) = (fc_mu(h), fc_logvar(h)) -> z -> decoder -> likelihood.
+
+    ``input_shape`` is one sample's shape; the encoder must end in a flat (H,)
+    feature vector, and the decoder must map (latent,) back to ``input_shape``.
+    """
+    name: str
+    encoder: tuple
+    latent: int
+    decoder: tuple
+    likelihood: str = "bernoulli"
+    input_shape: tuple[int, ...] = (INPUT_DIM,)
+
+    def __post_init__(self):
+        _positive_int("latent", self.latent)
+        if self.likelihood not in LIKELIHOODS:
+            raise SpecError(f"likelihood={self.likelihood!r}: expected one of {LIKELIHOODS}")
+        shape = self.input_shape
+        for layer in self.encoder:
+            shape = layer.output_shape(shape)
+        if len(shape) != 1:
+            raise SpecError(f"the encoder of {self.name!r} must end in a flat feature vector, got shape {shape}")
+        shape = (self.latent,)
+        for layer in self.decoder:
+            shape = layer.output_shape(shape)
+        if shape != tuple(self.input_shape):
+            raise SpecError(f"the decoder of {self.name!r} outputs shape {shape}, not the input's {self.input_shape}")
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def head_features(self) -> int:
+        """H, the size of the encoder's output that both heads read."""
+        shape = self.input_shape
+        for layer in self.encoder:
+            shape = layer.output_shape(shape)
+        return shape[0]
+
+    @property
+    def head(self) -> tuple[Linear, Linear]:
+        """fc_mu and fc_logvar."""
+        return Linear(self.head_features, self.latent), Linear(self.head_features, self.latent)
+
+    def modules(self):
+        """(prefix, layer spec) of every layer, in ``state_dict()`` order: encoder.i, fc_mu, fc_logvar, decoder.i."""
+        yield from ((f"encoder.{i}", layer) for i, layer in enumerate(self.encoder))
+        yield from zip(("fc_mu", "fc_logvar"), self.head)
+        yield from ((f"decoder.{i}", layer) for i, layer in enumerate(self.decoder))
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every parameter, in ``torch_vae``'s ``state_dict()`` order."""
+        return {f"{prefix}.{name}": shape for prefix, layer in self.modules()
+                for name, shape in layer.param_shapes().items()}
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(s) for s in self.parameter_shapes().values())
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "encoder": [layer_to_json(l) for l in self.encoder], "latent": self.latent,
+                "decoder": [layer_to_json(l) for l in self.decoder], "likelihood": self.likelihood,
+                "input_shape": list(self.input_shape)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "VAESpec":
+        try:
+            return cls(name=str(d["name"]), encoder=tuple(layer_from_json(l) for l in d["encoder"]),
+                       latent=d["latent"], decoder=tuple(layer_from_json(l) for l in d["decoder"]),
+                       likelihood=d.get("likelihood", "bernoulli"),
+                       input_shape=tuple(d.get("input_shape", (INPUT_DIM,))))
+        except (KeyError, TypeError) as e:
+            raise SpecError(f"not a VAE spec ({type(e).__name__}: {e})") from None
+
+
+# ------------------------------------------------------------ the architectures
+def mlp_spec(hidden=(512, 256), latent: int = 20, input_dim: int = INPUT_DIM) -> VAESpec:
+    """The MLP VAE: Linear+ReLU per hidden size, mirrored in the decoder, whose last Linear gives logits."""
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        raise SpecError(f"hidden={hidden!r}: expected a sequence of integers >= 1, such as (512, 256)")
+    hidden = tuple(_positive_int("hidden size", h) for h in hidden)
+    if not hidden:
+        raise SpecError("hidden=(): expected at least one hidden size, such as (512, 256)")
+    latent = _positive_int("latent", latent)
+    sizes = [input_dim, *hidden]
+    encoder = [layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in (Linear(n_in, n_out), ReLU())]
+    sizes = [latent, *reversed(hidden), input_dim]
+    decoder = [layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in (Linear(n_in, n_out), ReLU())]
+    return VAESpec(name="mlp", encoder=tuple(encoder), latent=latent, decoder=tuple(decoder[:-1]),
+                   input_shape=(input_dim,))
+
+
+ARCHITECTURES = {"mlp": mlp_spec}
+
+
+def make_spec(arch: str = "mlp", **kwargs) -> VAESpec:
+    """The spec of architecture ``arch`` (see ``ARCHITECTURES``) with its size arguments."""
+    if arch not in ARCHITECTURES:
+        raise SpecError(f"arch={arch!r}: unknown architecture; available: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**kwargs)
+
+
+def parameter_shapes(hidden=(512, 256), latent: int = 20, input_dim: int = INPUT_DIM) -> dict[str, tuple[int, ...]]:
+    """The MLP's parameter shapes (``mlp_spec(...).parameter_shapes()``), in ``state_dict()`` order."""
+    return mlp_spec(hidden, latent, input_dim).parameter_shapes()
