@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from numpy_vae.cli.args import UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float
+from numpy_vae.cli.args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float,
                                 positive_int)
 
 BACKEND_NAMES = ["numpy-f32", "numpy-f64", "torch-cpu-f32", "torch-cuda-f32"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 
 from numpy_vae.specs import INPUT_DIM, parameter_shapes
+
 K_ADAM = 13
 
 

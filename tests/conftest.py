@@ -11,6 +11,8 @@ from numpy_vae.data import load_mnist
 from numpy_vae.config import TrainConfig
 from numpy_vae.report import write_report
 from numpy_vae.training import train
+
+
 def _train(root: Path, data_dir: Path, name: str, latent: int, figures: bool) -> Path:
     config = TrainConfig(epochs=2, train_limit=5000, latent=latent, hidden=(64, 32), data_dir=str(data_dir),
                          runs_dir=str(root), name=name)

@@ -165,19 +165,24 @@ def test_from_the_outside(sandbox, args, code, expected):
     (["--seed", "0", "--lr", "0.01"], {"seed": 0, "lr": 0.01, "epochs": 10}),
 ])
 def test_presets_and_explicit_options(sandbox, capsys, monkeypatch, args, expected):
+    import numpy_vae.report as report
     import numpy_vae.training as training
     seen = {}
-    monkeypatch.setattr(training, "train", lambda config, **kw: seen.setdefault("config", config))
+    monkeypatch.setattr(training, "train", lambda config, **kw: seen.setdefault("config", config) and Path("runs/x"))
+    monkeypatch.setattr(report, "write_report", lambda run_dir, **kw: seen.setdefault("reported", run_dir))
     assert run_main(["train", *args], capsys)[0] == 0
+    assert seen["reported"] == Path("runs/x")                  # the command reports what the loop trained
     assert {k: getattr(seen["config"], k) for k in expected} == expected
     assert seen["config"].data_dir == "data"
 
 
 def test_resume_passes_only_data_dir_on(sandbox, capsys, monkeypatch):
+    import numpy_vae.report as report
     import numpy_vae.training as training
     seen = {}
-    monkeypatch.setattr(training, "train", lambda config, **kw: seen.update(config=config, **kw))
+    monkeypatch.setattr(training, "train", lambda config, **kw: seen.update(config=config, **kw) or kw["resume"])
+    monkeypatch.setattr(report, "write_report", lambda run_dir, **kw: seen.setdefault("reported", run_dir))
     (sandbox / "elsewhere").mkdir()
     assert run_main(["train", "--resume", "runs/done", "--data-dir", "elsewhere", "--no-figures"], capsys)[0] == 0
     assert seen["config"] is None and seen["resume"] == Path("runs/done") and seen["data_dir"] == "elsewhere"
-    assert seen["figures"] is False
+    assert "reported" not in seen                              # --no-figures: no report

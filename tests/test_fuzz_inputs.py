@@ -27,11 +27,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numpy_vae import checkpoint
-from numpy_vae.training.checkpoint import CheckpointError, check_meta, check_optimizer_state, check_params, load_checkpoint
-                                  save_checkpoint)
+from numpy_vae.training import checkpoint
+from numpy_vae.training.checkpoint import (CheckpointError, check_meta, check_optimizer_state, check_params,
+                                           load_checkpoint, save_checkpoint)
 from numpy_vae.data import MnistDataError, read_idx
 from numpy_vae.specs import parameter_shapes
+
 # Fuzzing wants more examples than the property tests; scale the active profile's count.
 FUZZ = settings(max_examples=4 * settings.default.max_examples)
 CASES: collections.Counter = collections.Counter()

@@ -7,6 +7,8 @@ import numpy_vae
 from numpy_vae import InputError, build_model, draw_eps
 from numpy_vae.nn.activations import ReLU
 from numpy_vae.nn.gradcheck import check_model_gradients
+
+
 @pytest.mark.parametrize("latent, expected", [(2, 1_068_820), (20, 1_082_680)])
 def test_default_architecture_parameter_count(latent, expected):
     model = build_model(latent=latent)

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from numpy_vae.nn.optimizers import SGD, Adam, adam_reference
+
+
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), steps=st.integers(1, 30),
        lr=st.floats(1e-5, 1e-1), wd=st.sampled_from([0.0, 1e-2]),
        b1=st.floats(0.0, 0.99), b2=st.floats(0.5, 0.9999), block=st.integers(1, 64))

@@ -15,6 +15,7 @@ from numpy_vae.cli import main
 from numpy_vae.evaluation.iwae import importance_weighted_nll
 from numpy_vae.report import write_report
 from numpy_vae.training.restore import load_backend
+
 FIGURES_ALWAYS = ["curves.png", "reconstructions.png", "samples.png", "interpolations.png", "latent.png",
                   "collapse.png", "class_samples.png"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

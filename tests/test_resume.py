@@ -31,6 +31,7 @@ from numpy_vae.training.checkpoint import CheckpointError, check_params, load_ch
 from numpy_vae.cli import main
 from numpy_vae.config import ConfigError, TrainConfig
 from numpy_vae.training import TrainingError, train
+
 REPO = Path(__file__).resolve().parents[1]
 # 50 steps per epoch (1600 images, batch 32), a small model; the progress bar redraws every 10 ms
 # (TQDM_MININTERVAL) so that the kill can land in the middle of epoch 2 even on a fast machine.

@@ -7,7 +7,9 @@ import pytest
 
 from numpy_vae.training.checkpoint import load_checkpoint
 from numpy_vae.config import ConfigError, TrainConfig
+from numpy_vae.cli import main
 from numpy_vae.training import train
+
 # Measured on this project's machine: one epoch over the first 10,000 training images with the
 # default model (784-512-256, latent 20, Adam 1e-3, batch 128) gives a test negative ELBO of
 # 199.4, 196.8 and 198.9 nats for seeds 0, 1, 2 (an untrained model scores ~545); the bound
@@ -17,9 +19,11 @@ ONE_SHORT_EPOCH_BOUND = 205.0
 
 @pytest.fixture(scope="module")
 def short_run(real_mnist_dir, tmp_path_factory):
+    """`vae train` itself: the loop, then the report the command writes after it."""
     runs = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(epochs=1, train_limit=10_000, data_dir=str(real_mnist_dir), runs_dir=str(runs), name="short")
-    return train(config, progress=False, log=lambda *a: None)
+    assert main(["train", "--epochs", "1", "--train-limit", "10000", "--data-dir", str(real_mnist_dir),
+                 "--runs-dir", str(runs), "--name", "short", "--no-progress"]) == 0
+    return runs / "short"
 
 
 def test_short_run_reaches_the_measured_test_elbo(short_run):
