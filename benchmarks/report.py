@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import DEFAULT_BACKENDS, KNEE_FALL, MODES
+from .constants import DEFAULT_BACKENDS, KNEE_FALL, MODES
 
 COLORS = {"numpy-f32": "#1f77b4", "numpy-f64": "#17becf", "torch-cpu-f32": "#d62728", "torch-cuda-f32": "#2ca02c"}
 MODE_TITLES = {"train": "Training step (forward, backward, Adam)", "infer": "Inference (encode + decode)"}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import flops as flops_mod
+from .constants import DEFAULT_BACKENDS, KNEE_FALL, MODES
 from .timing import Point, calibrate, paired_ratio, run_interleaved, summarize
 
 # The project's architectures; a future one slots in here (and in steps.make_model).
@@ -31,9 +32,6 @@ ALL_BATCHES = [2 ** k for k in range(13)]          # 1 .. 4096
 QUICK_BATCHES = [1, 32, 128, 1024]
 ALL_WIDTHS = [64, 128, 256, 512, 1024, 2048]
 QUICK_WIDTHS = [128, 512, 1024]
-DEFAULT_BACKENDS = ["numpy-f32", "numpy-f64", "torch-cpu-f32", "torch-cuda-f32"]
-MODES = ("train", "infer")
-KNEE_FALL = 0.25    # overhead-bound while doubling the batch cuts time per sample by more than 25%
 
 
 @dataclass

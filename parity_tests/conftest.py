@@ -44,4 +44,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"{test:<{width}}  {dtype:<13}  {err:9.2e}  ({what})")
     if any(dtype.endswith("kl~0") for _, dtype in WORST):
         tr.write_line("(kl~0: kl, or a loss made of it, at rounding level of the KL's terms: held to 8 ulps "
-                      "of them, see parity_helpers.kl_rounding)")
+                      "of them, see torch_vae.parity.kl_rounding)")

@@ -10,7 +10,7 @@ with respect to x and every parameter.
 Tolerance: relative error ||numpy - torch|| / ||torch|| <= 1e-10 in float64, 1e-4 in float32.
 Measured worst relative error over all quantities, "fast run / worst of the thorough
 runs (400 examples)":  float64  3.8e-15 / 1.0e-13     float32  8.8e-7 / 2.6e-5
-(a KL at rounding level of its terms, see parity_helpers.kl_rounding: 4.4e-6 relative).
+(a KL at rounding level of its terms, see torch_vae.parity.kl_rounding: 4.4e-6 relative).
 Default architecture, batch 32:  float64  6.8e-16     float32  4.0e-7.
 """
 from __future__ import annotations

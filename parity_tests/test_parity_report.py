@@ -37,14 +37,17 @@ def test_vae_parity_prints_every_parameter_and_exits_0(capsys, tmp_path):
     assert code == 0, out
     names = list(parameter_shapes((16, 8), 2))
     for section in ("[cpu, float64] forward outputs and gradients", "[cpu, float32] forward outputs and gradients",
-                    "[cpu, float64] parameters after 3 Adam steps", "[cpu, float32] parameters after 3 Adam steps"):
+                    "[cpu, float64] losses, parameters and Adam moments after 3 steps",
+                    "[cpu, float32] losses, parameters and Adam moments after 3 steps"):
         assert section in out
     for name in names:
         assert len(re.findall(rf"^  grad {re.escape(name)} ", out, re.M)) == 2      # float64 and float32
         assert len(re.findall(rf"^  {re.escape(name)} ", out, re.M)) == 2
-    rows = re.findall(r"^  (grad \S+|loss|recon|kl|mu|logvar|z|logits|\S+\.\S+)\s+\S+\s+(yes|no)\s+(yes|no)\s+"
-                      r"(\S+)\s+(\S+)\s+(ok|FAIL.*)$", out, re.M)
-    assert len(rows) == 2 * (8 + len(names)) + 2 * len(names)
+    rows = re.findall(r"^  (grad \S+|loss per step|adam exp_avg_sq|adam exp_avg|loss|recon|kl|mu|logvar|z|logits|"
+                      r"\S+\.\S+)(?: \(rounding-level\))?\s+\S+\s+(yes|no)\s+(yes|no)\s+(\S+)\s+(\S+)\s+(ok|FAIL.*)$",
+                      out, re.M)
+    # per dtype: 7 outputs, grad x and every gradient; then the per-step losses, every parameter, 2 moments
+    assert len(rows) == 2 * (8 + len(names)) + 2 * (1 + len(names) + 2)
     assert all(r[5] == "ok" for r in rows)
     assert all(float(r[4]) < 1e-4 for r in rows)
     assert "synthetic images" in out and "parity: all relative errors within tolerance" in out

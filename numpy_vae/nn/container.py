@@ -5,6 +5,8 @@ returns ``(y, backward)`` too, whose backward runs the layers' closures from the
 last to the first.  A closure belongs to the forward call that made it, so an
 inference call in between (``container(x)``) can never change what a backward
 uses, as a cache stored on the layer could.
+
+Derivation: docs/gradients.md#the-container
 """
 from __future__ import annotations
 
