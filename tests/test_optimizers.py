@@ -66,6 +66,36 @@ def test_adam_state_round_trip_continues_identically():
     np.testing.assert_array_equal(p1, p2)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_adam_state_dict_is_a_snapshot_that_later_steps_leave_alone(threads):
+    """A saved state_dict keeps the moments of its step, not live views that the next step updates in place."""
+    rng = np.random.default_rng(1)
+    opt = Adam(rng.normal(size=50).astype(np.float32), lr=0.01, block=8, threads=threads)
+    for _ in range(3):
+        opt.step(rng.normal(size=50).astype(np.float32))
+    saved = opt.state_dict()
+    frozen = {k: np.array(v, copy=True) for k, v in saved.items()}
+    for _ in range(2):
+        opt.step(rng.normal(size=50).astype(np.float32))
+    assert not np.array_equal(opt.exp_avg, frozen["exp_avg"])            # the live moments did move
+    for key in frozen:
+        np.testing.assert_array_equal(saved[key], frozen[key], err_msg=key)
+    assert not np.shares_memory(saved["exp_avg"], opt.exp_avg)
+    assert not np.shares_memory(saved["exp_avg_sq"], opt.exp_avg_sq)
+    saved["exp_avg"][:] = 7.0                                             # and writing to it leaves the optimizer alone
+    assert not (opt.exp_avg == 7.0).any()
+
+
+def test_sgd_state_dict_is_a_snapshot_that_later_steps_leave_alone():
+    opt = SGD(np.zeros(4), lr=0.1, momentum=0.9)
+    opt.step(np.array([1.0, 2.0, 3.0, 4.0]))
+    saved = opt.state_dict()
+    opt.step(np.array([1.0, 1.0, 1.0, 1.0]))
+    np.testing.assert_array_equal(saved["momentum_buffer"], [1.0, 2.0, 3.0, 4.0])
+    assert int(saved["step"]) == 1
+    assert not np.shares_memory(saved["momentum_buffer"], opt.buf)
+
+
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3000), block=st.integers(1, 700),
        threads=st.integers(2, 5), wd=st.sampled_from([0.0, 1e-2]), dtype=st.sampled_from([np.float32, np.float64]))
 def test_threaded_adam_is_bitwise_the_single_threaded_one(seed, n, block, threads, wd, dtype):
@@ -133,7 +163,9 @@ def test_adam_flushes_subnormal_moments_and_nothing_else(dtype):
 
 
 def test_adam_with_a_dead_coordinate_never_holds_subnormals_for_long():
-    """Unflushed, exp_avg of a zero-gradient coordinate would stay subnormal ~150 steps (0.9^t over 7 decades)."""
+    """Unflushed, exp_avg of a zero-gradient coordinate would take ~150 steps (0.9^t over 7 decades) to sink
+    through the subnormals and then stay at a few ulps of 2^-149 for good (b1 * m rounds back to m);
+    flushed, it is 0 within FLUSH_EVERY steps of going subnormal."""
     p = np.zeros(2, np.float32)
     opt = Adam(p, lr=1e-3)
     opt.step(np.array([1e-3, 1e-3], np.float32))
@@ -145,3 +177,11 @@ def test_adam_with_a_dead_coordinate_never_holds_subnormals_for_long():
         assert opt.exp_avg[0] > 0
     assert opt.exp_avg[1] == 0
     assert 0 < steps_subnormal <= Adam.FLUSH_EVERY
+
+    unflushed = Adam(np.zeros(2, np.float32), lr=1e-3)
+    unflushed.FLUSH_EVERY = 10**12                 # what torch.optim.Adam does: keep them
+    unflushed.step(np.array([1e-3, 1e-3], np.float32))
+    for _ in range(1500):
+        unflushed.step(np.array([1e-3, 0], np.float32))
+    m = unflushed.exp_avg[1]
+    assert 0 < m <= 4 * np.finfo(np.float32).smallest_subnormal         # stuck: the departure the flush makes

@@ -1,10 +1,11 @@
 """Crash-safe training: kill -9 mid-epoch, resume, and get the very run that was never interrupted.
 
-The kill-and-resume test runs ``python -m numpy_vae.cli train`` in a subprocess,
-watches its progress bar, sends SIGKILL in the middle of an epoch (after at
-least one checkpoint exists), resumes with ``--resume``, and compares with the
-same configuration trained without interruption: parameters, optimizer state
-and generator states bit for bit, metrics rows equal but for the timings.
+The kill-and-resume test runs ``vae train`` (``numpy_vae.cli.main``) in a
+subprocess whose backend's ``train_step`` SIGKILLs its own process at an exact
+global step in the middle of epoch 2 (after the epoch-1 checkpoint exists; no
+timing involved), resumes with ``--resume`` in a second subprocess, and compares
+with the same configuration trained without interruption: parameters, optimizer
+state and generator states bit for bit, metrics rows equal but for the timings.
 Then: non-finite losses, gradients and parameters stop the run naming the
 step and keep the last good checkpoint; a resume refuses checkpoints it cannot
 continue exactly; atomic writes survive a SIGKILL in the middle of a write.
@@ -15,7 +16,6 @@ import importlib.util
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -33,12 +33,40 @@ from numpy_vae.config import ConfigError, TrainConfig
 from numpy_vae.training import TrainingError, train
 
 REPO = Path(__file__).resolve().parents[1]
-# 50 steps per epoch (1600 images, batch 32), a small model; the progress bar redraws every 10 ms
-# (TQDM_MININTERVAL) so that the kill can land in the middle of epoch 2 even on a fast machine.
+# 50 steps per epoch (1600 images, batch 32), a small model.  The killed run dies inside its
+# 75th train_step (epoch 2, batch 25 of 50), right after that step's update: last.npz then holds
+# epoch 1 and the process memory holds 24 more steps that are lost.
 KILL_CONFIG = ["--epochs", "2", "--train-limit", "1600", "--batch-size", "32", "--hidden", "64,32", "--latent", "4",
                "--seed", "7", "--lr-schedule", "cosine", "--clip-grad-norm", "50"]
+STEPS_PER_EPOCH = 50
+KILL_AT_STEP = STEPS_PER_EPOCH + 25
 TINY = dict(epochs=2, train_limit=256, batch_size=64, hidden=(16,), latent=2, seed=3)
-PROGRESS = re.compile(rb"epoch (\d+)/(\d+):\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+)")
+
+# The killed child: `vae train ARGS...` with the backend's train_step wrapped to SIGKILL the process
+# (no cleanup, no atexit, no flush: as kill -9 from outside) once it has run step KILL_AT.
+# argv: -c BACKEND KILL_AT ARGS...
+KILL_DRIVER = textwrap.dedent("""
+    import os, signal, sys
+    backend, kill_at, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    if backend == "numpy":
+        from numpy_vae.backends import NumpyBackend as Backend
+    else:
+        from torch_vae.backend import TorchBackend as Backend
+    from numpy_vae.cli import main
+
+    original, calls = Backend.train_step, [0]
+
+    def train_step(self, x, eps):
+        result = original(self, x, eps)
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.write(2, f"SIGKILL at step {calls[0]}\\n".encode())
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    Backend.train_step = train_step
+    sys.exit(main(argv))
+""")
 
 
 @pytest.fixture(scope="module")
@@ -69,37 +97,14 @@ def child_env() -> dict:
             "PYTHONUNBUFFERED": "1"}
 
 
-def kill_mid_epoch(cmd: list[str], timeout: float = 120.0) -> tuple[int, int, int]:
-    """Run ``cmd``; SIGKILL it once its progress bar shows epoch 2 (or later) partly done.
-
-    Returns (epoch, steps done, steps per epoch) as last seen before the kill.
-    """
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**child_env(), "TQDM_MININTERVAL": "0.01"})
-    seen = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stderr], [], [], 0.05)
-            if not ready:
-                continue
-            chunk = os.read(proc.stderr.fileno(), 1 << 16)
-            if not chunk:
-                break
-            seen = seen[-4096:] + chunk
-            for m in PROGRESS.finditer(seen):
-                epoch, done, total = int(m[1]), int(m[3]), int(m[4])
-                if epoch >= 2 and 0 < done < total:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    assert proc.returncode == -signal.SIGKILL
-                    return epoch, done, total
-        pytest.fail(f"never saw an epoch >= 2 in progress (exit {proc.poll()}); stderr ended with {seen[-600:]!r}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+def kill_at_step(backend: str, step: int, args: list[str], timeout: float = 300.0) -> str:
+    """Run ``vae train ARGS`` in a child that SIGKILLs itself inside its ``step``-th train_step; its stderr."""
+    proc = subprocess.run([sys.executable, "-c", KILL_DRIVER, backend, str(step), "train", *args],
+                          env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout)
+    assert proc.returncode == -signal.SIGKILL, f"exit {proc.returncode}, not SIGKILL; stderr: {proc.stderr[-2000:]}"
+    assert proc.stderr.endswith(f"SIGKILL at step {step}\n"), proc.stderr[-2000:]
+    return proc.stderr
 
 
 def strip_seconds(rows: list[dict]) -> list[dict]:
@@ -117,11 +122,12 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(backend, mnist, 
     t0 = time.monotonic()
     reference = subprocess.Popen(cli(*common, "--name", "reference", "--no-progress"), env=child_env(),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    epoch, done, total = kill_mid_epoch(cli(*common, "--name", "killed"))
+    kill_at_step(backend, KILL_AT_STEP, [*common, "--name", "killed", "--no-progress"])
+    epoch, done, total = 2, KILL_AT_STEP - STEPS_PER_EPOCH, STEPS_PER_EPOCH
     killed = tmp_path / "killed"
     _, _, meta = load_checkpoint(killed / "last.npz")
-    assert meta["epoch"] == epoch - 1, f"the kill came after epoch {epoch} ended: not mid-epoch"
-    assert meta["step"] == (epoch - 1) * total
+    assert meta["epoch"] == epoch - 1 and meta["step"] == (epoch - 1) * total, "the kill was not in epoch 2"
+    assert len((killed / "metrics.csv").read_text().splitlines()) == 2          # header + epoch 1 only
 
     resumed = subprocess.run(cli("--resume", str(killed), "--no-progress", "--no-figures"), env=child_env(),
                              capture_output=True, text=True, timeout=300)
