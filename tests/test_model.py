@@ -155,7 +155,7 @@ def test_forward_refuses_eps_of_the_wrong_shape():
 
 def test_build_model_refuses_unknown_architecture_and_bad_sizes():
     with pytest.raises(ValueError, match="arch"):
-        build_model(arch="conv")
+        build_model(arch="resnet")
     with pytest.raises(ValueError, match="latent"):
         build_model(latent=0)
     with pytest.raises(ValueError, match="dtype"):

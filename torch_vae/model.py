@@ -59,8 +59,12 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims: mu, logvar (B, L) -> (B,)."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims: mu, logvar (B, L) -> (B,).
+
+    1/2 sum (mu^2 + (expm1(logvar) - logvar)), numpy_vae's GaussianKL formula and grouping
+    (docs/gradients.md#gaussian-kl-to-the-standard-normal).
+    """
+    return 0.5 * (mu.pow(2) + (torch.expm1(logvar) - logvar)).sum(1)
 
 
 # ------------------------------------------------------------- the interpreter
@@ -68,6 +72,15 @@ def build_layer(layer, **kw) -> nn.Module:
     """The ``torch.nn`` module of one layer spec (``numpy_vae.specs``); kw: dtype and device."""
     if isinstance(layer, specs.Linear):
         return nn.Linear(layer.in_features, layer.out_features, **kw)
+    if isinstance(layer, specs.Conv2d):
+        return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, **kw)
+    if isinstance(layer, specs.ConvTranspose2d):
+        return nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                  layer.padding, layer.output_padding, **kw)
+    if isinstance(layer, specs.Flatten):
+        return nn.Flatten()
+    if isinstance(layer, specs.Unflatten):
+        return nn.Unflatten(1, layer.shape)
     if isinstance(layer, specs.ReLU):
         return nn.ReLU()
     if isinstance(layer, specs.Sigmoid):

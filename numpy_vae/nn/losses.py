@@ -52,15 +52,23 @@ class GaussianKL:
 
     forward:  mu (B, L), logvar (B, L) -> kl (B,), and its backward closure
     backward: dkl (B,) -> dmu (B, L), dlogvar (B, L)
+
+    e^logvar - 1 is formed as expm1(logvar), which keeps its relative accuracy near
+    logvar = 0 (the prior), where exp(logvar) - 1 cancels; and expm1(logvar) - logvar
+    (>= 0) is formed before mu^2 (>= 0) is added, so only non-negative terms are summed.
+    Derivation: docs/gradients.md#gaussian-kl-to-the-standard-normal
     """
 
-    # kl = -1/2 sum_l (1 + logvar - mu^2 - exp(logvar))
+    # kl = 1/2 sum_l (mu^2 + (expm1(logvar) - logvar))
     def forward(self, mu: np.ndarray, logvar: np.ndarray):
-        kl = -0.5 * (1 + logvar - mu * mu - np.exp(logvar)).sum(axis=1)
+        expm1 = np.expm1(logvar)
+        elementwise = expm1 - logvar
+        elementwise += mu * mu
+        kl = 0.5 * elementwise.sum(axis=1)
 
-        # dkl/dmu = mu,   dkl/dlogvar = (exp(logvar) - 1) / 2
+        # dkl/dmu = mu,   dkl/dlogvar = expm1(logvar) / 2
         def backward(dkl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             d = dkl[:, None]
-            return mu * d, 0.5 * (np.exp(logvar) - 1) * d
+            return mu * d, 0.5 * expm1 * d
 
         return kl, backward
