@@ -11,8 +11,8 @@ import os
 import sys
 import time
 
-from numpy_vae.cli.args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float,
-                                positive_int)
+from numpy_vae.cli.args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, non_negative_int,
+                                positive_float, positive_int)
 
 BACKEND_NAMES = ["numpy-f32", "numpy-f64", "torch-cpu-f32", "torch-cuda-f32"]
 
@@ -69,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epoch-repeats", type=positive_int, default=None, help="epoch pairs (default: 3; --quick: 1)")
     add_data_dir(p)
     p.add_argument("--out", default="bench_results", help="output folder (default: bench_results)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data picks and noise (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -90,11 +90,17 @@ def config_from_args(args):
         names = [a.strip() for a in args.archs.split(",") if a.strip()]
         unknown = [a for a in names if a not in ARCHITECTURES]
         if unknown or not names:
-            raise UsageError(f"--archs {args.archs}: unknown {unknown}; available: {', '.join(ARCHITECTURES)}")
+            what = f"unknown {unknown}" if unknown else "no architecture named"
+            raise UsageError(f"--archs {args.archs!r}: {what}; available: {', '.join(ARCHITECTURES)}")
         archs = {a: ARCHITECTURES[a] for a in names}
     else:
         archs = dict(ARCHITECTURES)
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise UsageError(f"--data-dir {args.data_dir} is a file, not a folder; point it at the folder holding "
+                         f"MNIST/raw (or leave it out: without MNIST the benchmark uses synthetic images)")
     out = args.out
+    if not out.strip():
+        raise UsageError("--out '': expected a folder path; pick an --out folder (default: bench_results)")
     probe = os.path.abspath(out)
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)

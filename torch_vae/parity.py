@@ -241,7 +241,13 @@ def _input_batches(data_dir: str, batch: int, count: int, seed: int) -> tuple[li
         source = f"synthetic images (no MNIST in {data_dir}; `vae data fetch` gets it)"
     n = batch * count
     if len(images) < n:
-        raise ValueError(f"need {n} images, have {len(images)}")
+        from numpy_vae.cli.args import UsageError
+        have = len(images)
+        if count == 1:
+            raise UsageError(f"--batch-size {batch} needs {n:,} images, and there are {have:,} {source}: "
+                             f"pass --batch-size {have} or less")
+        raise UsageError(f"--batch-size {batch} x --steps {count} needs {n:,} images, and there are {have:,} {source}: "
+                         f"lower --batch-size or --steps so that batch-size x steps <= {have:,}")
     return [images[i * batch:(i + 1) * batch] for i in range(count)], source
 
 
@@ -282,7 +288,8 @@ def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch:
 # ---------------------------------------------------------------------- CLI
 def register(sub) -> None:
     """Add ``vae parity`` to the ``vae`` command's subparsers."""
-    from numpy_vae.cli.args import add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
+    from numpy_vae.cli.args import (add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
+                                    positive_int)
     p = sub.add_parser("parity", help="compare the NumPy and PyTorch VAEs quantity by quantity (cmp-style)",
                        description="Same weights, batch and noise through numpy_vae and torch_vae: for every "
                                    "parameter, exact match, allclose, max abs diff and relative error of the "
@@ -296,9 +303,10 @@ def register(sub) -> None:
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                    help="all: the CPU, and CUDA where torch.cuda.is_available()")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--steps", type=int, default=10, help="Adam steps for the trajectory section (0: skip it)")
+    p.add_argument("--steps", type=non_negative_int, default=10,
+                   help="Adam steps for the trajectory section (0: skip it)")
     p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--checkpoint", default=None, metavar="NPZ",
                    help="use the weights and model config of a checkpoint (runs/NAME/last.npz) instead of the init")
     add_data_dir(p)
@@ -308,8 +316,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from numpy_vae.cli.args import UsageError
     from numpy_vae.config import ConfigError
-    if args.steps < 0:
-        raise UsageError(f"--steps {args.steps}: expected 0 or more")
+    if Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is a file, not a folder; point it at the folder holding "
+                         f"MNIST/raw (or leave it out: without MNIST the comparison uses synthetic images)")
     config = {"arch": "mlp", "latent": args.latent, "hidden": tuple(args.hidden), "beta": args.beta}
     params = None
     if args.checkpoint is not None:

@@ -23,6 +23,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An integer >= 0: every ``--seed`` (NumPy's generators refuse negative seeds) and ``--steps``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def folder_path(text: str) -> str:
+    """A non-empty path (an empty one would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder path, got {text!r}")
+    return text
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -51,5 +69,5 @@ def hidden_sizes(text: str) -> tuple[int, ...]:
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=os.environ.get("VAE_DATA_DIR", "data"),
+    parser.add_argument("--data-dir", type=folder_path, default=os.environ.get("VAE_DATA_DIR") or "data",
                         help="folder holding MNIST/raw/ as torchvision lays it out (default: data, or $VAE_DATA_DIR)")

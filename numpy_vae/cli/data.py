@@ -15,6 +15,8 @@ def register(sub) -> None:
 
 def run_fetch(args) -> int:
     from ..data import fetch_mnist, raw_dir
+    from .train import check_data_dir
+    check_data_dir(args.data_dir)       # a folder (not a file) that holds MNIST/raw or can be written
     fetch_mnist(args.data_dir, progress=not args.no_progress)
     print(f"MNIST verified in {raw_dir(args.data_dir)}")
     return 0

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
-from .args import UsageError, positive_int
+from pathlib import Path
+
+from .args import UsageError, folder_path, non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -16,14 +19,15 @@ def register(sub) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz written by `vae train`, or a run folder (its last.npz)")
     p.add_argument("-k", "--importance-samples", dest="k", metavar="K", type=positive_int, default=5000,
                    help="importance samples per test image (default: 5000, as Burda et al.)")
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N test images")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first N test images (N >= 2: the standard error needs two)")
     p.add_argument("--backend", default="numpy",
                    help="network evaluated by: numpy (default) or torch; the estimator itself is NumPy either way")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default: 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the importance samples (default: 0)")
     p.add_argument("--max-rows", type=positive_int, default=4096,
                    help="decode at most this many (image, sample) rows at once: bounds memory (default: 4096)")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=folder_path, default=None,
                    help="folder holding MNIST/raw/ (default: $VAE_DATA_DIR, else the run's data_dir)")
     p.add_argument("--no-save", action="store_true",
                    help="do not write evaluation.json beside the checkpoint (`vae report` shows it)")
@@ -45,13 +49,21 @@ def format_summary(s: dict) -> str:
 
 
 def run(args) -> int:
-    from ..training.checkpoint import atomic_write
+    import numpy as np
+
+    from ..training.checkpoint import CheckpointError, atomic_write
     from ..data import load_mnist
     from ..evaluation.iwae import importance_weighted_nll
+    from ..inputs import InputError
     from ..report import EVALUATION_FILE
     from ..training.restore import load_backend, resolve_checkpoint
+    if args.limit is not None and args.limit < 2:
+        raise UsageError(f"--limit {args.limit}: the standard error over the test images needs at least 2; "
+                         f"pass --limit 2 or more")
     if args.backend == "numpy" and args.device != "cpu":
         raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
+    if args.data_dir is not None and Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is a file, not a folder; point it at the folder holding MNIST/raw")
     path = resolve_checkpoint(args.checkpoint)
     backend, config, meta = load_backend(path, backend=args.backend, device=args.device)
     if not hasattr(backend, "decode_logits"):
@@ -64,16 +76,25 @@ def run(args) -> int:
     print(f"{path}: {config.latent}-D latent, hidden {','.join(map(str, config.hidden))}, trained with "
           f"{meta.get('backend', config.backend)} for {meta.get('epoch', '?')} epochs; evaluated by {args.backend}, "
           f"K = {args.k}")
-    est = importance_weighted_nll(backend.encode, backend.decode_logits, test_x, k=args.k, seed=args.seed,
-                                  max_rows=args.max_rows, progress=not args.no_progress)
+    unusable = (f"checkpoint {path}: the network gives non-finite values on the test images, so its weights "
+                f"are unusable (a diverged run?); retrain, or evaluate another checkpoint (e.g. best.npz)")
+    try:
+        with np.errstate(all="ignore"):       # overflow in a broken model: reported below in one line
+            est = importance_weighted_nll(backend.encode, backend.decode_logits, test_x, k=args.k, seed=args.seed,
+                                          max_rows=args.max_rows, progress=not args.no_progress)
+    except InputError:                        # the decoder refused a non-finite z from the encoder
+        raise CheckpointError(unusable) from None
     summary = est.summary()
+    if not all(math.isfinite(v) for v in summary.values()):
+        raise CheckpointError(unusable)
     print(format_summary(summary))
     if not args.no_save:
         record = {"checkpoint": path.name, "backend": args.backend, "seed": args.seed, "limit": args.limit,
                   "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}
         out = path.parent / EVALUATION_FILE
         try:
-            atomic_write(out, lambda f: f.write(json.dumps(record, indent=2).encode()))
+            text = json.dumps(record, indent=2, allow_nan=False)     # NaN is not JSON: never written
+            atomic_write(out, lambda f: f.write(text.encode()))
             print(f"saved {out}")
         except OSError as e:
             print(f"note: could not write {out} ({e}); the numbers above are the result")

@@ -86,6 +86,8 @@ class Estimate:
 
     @staticmethod
     def _mean_se(values: np.ndarray) -> tuple[float, float]:
+        """Mean and standard error of the mean; the standard error of one value is undefined (NaN), which is
+        why `vae evaluate` refuses ``--limit 1`` and writes evaluation.json with ``allow_nan=False``."""
         n = len(values)
         se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
         return float(values.mean()), se
