@@ -12,7 +12,8 @@ import argparse
 import os
 from pathlib import Path
 
-from .args import UsageError, add_data_dir, hidden_sizes, non_negative_float, positive_float, positive_int
+from .args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
+                   positive_int)
 
 #: Named starting points; explicit options override them.
 PRESETS = {
@@ -24,18 +25,9 @@ CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedul
                   "arch", "latent", "hidden", "beta", "dtype", "seed", "runs_dir", "name", "train_limit")
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def run_name(text: str) -> str:
-    if not text or text in (".", "..", "latest") or "/" in text or "\\" in text or "\0" in text:
+    from ..config import valid_run_name
+    if not valid_run_name(text):
         raise argparse.ArgumentTypeError(f"expected a plain folder name (no '/', not '.', '..' or 'latest'), got {text!r}")
     return text
 
