@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also time one epoch of `vae train` against the PyTorch example VAE (about a minute)")
     p.add_argument("--epoch-repeats", type=positive_int, default=None, help="epoch pairs (default: 3; --quick: 1)")
     add_data_dir(p)
+    p.add_argument("--conv", action="store_true",
+                   help="benchmark the convolutional VAE's train_step instead (NumPy vs torch, float32, batch "
+                        "--scaling-batch), with a per-layer split; writes conv.json and conv.md to --out")
     p.add_argument("--out", default="bench_results", help="output folder (default: bench_results)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data picks and noise (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -124,6 +127,17 @@ def run(args) -> int:
     from .runner import MODES, run_benchmarks
     config = config_from_args(args)
     t0 = time.perf_counter()
+    if args.conv:
+        from pathlib import Path
+
+        from .conv import format_conv, run_conv_benchmark
+        result = run_conv_benchmark(batch=args.scaling_batch, repeats=args.repeats or (5 if args.quick else 15),
+                                    min_time=args.min_time or (0.1 if args.quick else 0.3), seed=args.seed,
+                                    out=Path(config.out), log=print if not args.no_progress else (lambda *a: None))
+        from .machine import label
+        print(f"\nMachine: {label(result['machine'])}\n\n{format_conv(result)}")
+        print(f"\nwrote {Path(config.out) / 'conv.json'} and conv.md in {time.perf_counter() - t0:.0f} s")
+        return 0
     results = run_benchmarks(config)
     print()
     print(f"Machine: {results['label']}")

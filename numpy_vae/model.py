@@ -31,10 +31,12 @@ from . import specs
 from .inputs import InputError, check_count, check_images, check_latent, check_noise
 from .nn.activations import ReLU, Sigmoid, Tanh
 from .nn.container import Sequential
+from .nn.conv import Conv2d, ConvTranspose2d
 from .nn.head import GaussianHead
 from .nn.linear import Linear
 from .nn.losses import BernoulliNLL, GaussianKL
 from .nn.reparameterize import Reparameterize
+from .nn.reshape import Flatten, Unflatten
 from .specs import INPUT_DIM, SpecError, VAESpec
 
 __all__ = ["INPUT_DIM", "InputError", "VAE", "build_model", "parameter_shapes"]
@@ -104,12 +106,22 @@ class VAE:
         """The NumPy layers of a spec's encoder or decoder, their parameters views into the flat buffers."""
         layers = []
         for i, s in enumerate(layer_specs):
+            w, b = (f"{prefix}.{i}.weight", f"{prefix}.{i}.bias")
             if isinstance(s, specs.Linear):
-                w, b = (f"{prefix}.{i}.weight", f"{prefix}.{i}.bias")
                 layers.append(Linear(self.params[w], self.params[b], self.grads[w], self.grads[b]))
+            elif isinstance(s, specs.Conv2d):
+                layers.append(Conv2d(self.params[w], self.params[b], self.grads[w], self.grads[b], s.stride, s.padding))
+            elif isinstance(s, specs.ConvTranspose2d):
+                layers.append(ConvTranspose2d(self.params[w], self.params[b], self.grads[w], self.grads[b], s.stride,
+                                              s.padding, s.output_padding))
+            elif isinstance(s, specs.Flatten):
+                layers.append(Flatten())
+            elif isinstance(s, specs.Unflatten):
+                layers.append(Unflatten(s.shape))
             elif isinstance(s, specs.ReLU):
-                # In place where its input is a Linear's fresh output, which nobody else holds.
-                layers.append(ReLU(inplace=i > 0 and isinstance(layer_specs[i - 1], specs.Linear)))
+                # In place where its input is a fresh output of the layer before, which nobody else holds.
+                fresh = (specs.Linear, specs.Conv2d, specs.ConvTranspose2d)
+                layers.append(ReLU(inplace=i > 0 and isinstance(layer_specs[i - 1], fresh)))
             elif isinstance(s, specs.Sigmoid):
                 layers.append(Sigmoid())
             elif isinstance(s, specs.Tanh):

@@ -53,6 +53,9 @@ class Linear:
         _positive_int("in_features", self.in_features)
         _positive_int("out_features", self.out_features)
 
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features})"
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
 
@@ -64,6 +67,116 @@ class Linear:
         if shape != (self.in_features,):
             raise SpecError(f"Linear({self.in_features}, {self.out_features}) cannot take inputs of shape {shape}")
         return (self.out_features,)
+
+
+def _pair(name: str, value, minimum: int) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints >= minimum, as torch's conv layers take them."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum for v in pair):
+        raise SpecError(f"{name}={value!r}: expected an integer >= {minimum} or a pair of them")
+    return int(pair[0]), int(pair[1])
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    """Cross-correlation over (C, H, W) with W (out_channels, in_channels, kH, kW), as ``torch.nn.Conv2d``."""
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int] | int
+    stride: tuple[int, int] | int = 1
+    padding: tuple[int, int] | int = 0
+    kind = "conv2d"
+
+    def __post_init__(self):
+        _positive_int("in_channels", self.in_channels)
+        _positive_int("out_channels", self.out_channels)
+        object.__setattr__(self, "kernel_size", _pair("kernel_size", self.kernel_size, 1))
+        object.__setattr__(self, "stride", _pair("stride", self.stride, 1))
+        object.__setattr__(self, "padding", _pair("padding", self.padding, 0))
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.out_channels, self.in_channels, *self.kernel_size), "bias": (self.out_channels,)}
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * math.prod(self.kernel_size)
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != 3 or shape[0] != self.in_channels:
+            raise SpecError(f"{self} cannot take inputs of shape {shape}: expected ({self.in_channels}, H, W)")
+        size = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], self.kernel_size, self.stride, self.padding))
+        if min(size) < 1:
+            raise SpecError(f"{self} makes an empty output from an input of shape {shape}")
+        return (self.out_channels, *size)
+
+
+@dataclass(frozen=True)
+class ConvTranspose2d:
+    """The input-gradient of a convolution, W (in_channels, out_channels, kH, kW), as ``torch.nn.ConvTranspose2d``."""
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int] | int
+    stride: tuple[int, int] | int = 1
+    padding: tuple[int, int] | int = 0
+    output_padding: tuple[int, int] | int = 0
+    kind = "conv_transpose2d"
+
+    def __post_init__(self):
+        _positive_int("in_channels", self.in_channels)
+        _positive_int("out_channels", self.out_channels)
+        object.__setattr__(self, "kernel_size", _pair("kernel_size", self.kernel_size, 1))
+        object.__setattr__(self, "stride", _pair("stride", self.stride, 1))
+        object.__setattr__(self, "padding", _pair("padding", self.padding, 0))
+        object.__setattr__(self, "output_padding", _pair("output_padding", self.output_padding, 0))
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
+            raise SpecError(f"output_padding={self.output_padding} must be smaller than stride={self.stride}")
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.in_channels, self.out_channels, *self.kernel_size), "bias": (self.out_channels,)}
+
+    @property
+    def fan_in(self) -> int:
+        """torch computes it from the weight's second axis: out_channels * kH * kW."""
+        return self.out_channels * math.prod(self.kernel_size)
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != 3 or shape[0] != self.in_channels:
+            raise SpecError(f"{self} cannot take inputs of shape {shape}: expected ({self.in_channels}, H, W)")
+        size = tuple((n - 1) * s - 2 * p + k + op for n, k, s, p, op in
+                     zip(shape[1:], self.kernel_size, self.stride, self.padding, self.output_padding))
+        if min(size) < 1:
+            raise SpecError(f"{self} makes an empty output from an input of shape {shape}")
+        return (self.out_channels, *size)
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """(C, H, W) -> (C H W,), as ``torch.nn.Flatten()``."""
+    kind = "flatten"
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (math.prod(shape),)
+
+
+@dataclass(frozen=True)
+class Unflatten:
+    """(prod(shape),) -> shape, as ``torch.nn.Unflatten(1, shape)``."""
+    shape: tuple[int, ...]
+    kind = "unflatten"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(_positive_int("Unflatten size", n) for n in self.shape))
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if shape != (math.prod(self.shape),):
+            raise SpecError(f"Unflatten{self.shape} cannot take inputs of shape {shape}")
+        return self.shape
 
 
 @dataclass(frozen=True)
@@ -90,11 +203,12 @@ class Tanh(_Elementwise):
     kind = "tanh"
 
 
-LAYER_KINDS = {cls.kind: cls for cls in (Linear, ReLU, Sigmoid, Tanh)}
+LAYER_KINDS = {cls.kind: cls for cls in (Linear, Conv2d, ConvTranspose2d, Flatten, Unflatten, ReLU, Sigmoid, Tanh)}
 
 
 def layer_to_json(layer) -> dict:
-    return {"kind": layer.kind, **{f.name: getattr(layer, f.name) for f in fields(layer)}}
+    return {"kind": layer.kind, **{f.name: (list(v) if isinstance(v := getattr(layer, f.name), tuple) else v)
+                                   for f in fields(layer)}}
 
 
 def layer_from_json(d: dict):
@@ -200,7 +314,22 @@ def mlp_spec(hidden=(512, 256), latent: int = 20, input_dim: int = INPUT_DIM) ->
                    input_shape=(input_dim,))
 
 
-ARCHITECTURES = {"mlp": mlp_spec}
+def conv_spec(latent: int = 20, hidden=None) -> VAESpec:
+    """The convolutional VAE (``hidden`` is ignored: its sizes are fixed)::
+
+        encoder  1x28x28 -> Conv2d(1, 32, 4, 2, 1) -> ReLU -> 32x14x14 -> Conv2d(32, 64, 4, 2, 1) -> ReLU
+                 -> 64x7x7 -> Flatten -> 3136
+        decoder  Linear(L, 3136) -> ReLU -> Unflatten(64, 7, 7) -> ConvTranspose2d(64, 32, 4, 2, 1) -> ReLU
+                 -> 32x14x14 -> ConvTranspose2d(32, 1, 4, 2, 1) -> 1x28x28 logits -> Flatten -> 784
+    """
+    latent = _positive_int("latent", latent)
+    encoder = (Unflatten((1, 28, 28)), Conv2d(1, 32, 4, 2, 1), ReLU(), Conv2d(32, 64, 4, 2, 1), ReLU(), Flatten())
+    decoder = (Linear(latent, 64 * 7 * 7), ReLU(), Unflatten((64, 7, 7)), ConvTranspose2d(64, 32, 4, 2, 1), ReLU(),
+               ConvTranspose2d(32, 1, 4, 2, 1), Flatten())
+    return VAESpec(name="conv", encoder=encoder, latent=latent, decoder=decoder, input_shape=(INPUT_DIM,))
+
+
+ARCHITECTURES = {"mlp": mlp_spec, "conv": conv_spec}
 
 
 def make_spec(arch: str = "mlp", **kwargs) -> VAESpec:

@@ -146,3 +146,25 @@ def test_matmul_replay_runs_exactly_the_counted_products(monkeypatch):
     replay()
     assert sum(counted) == flops.forward_flops(batch, hidden, latent) + flops.backward_flops(batch, hidden, latent)
     assert len(counted) == 3 * 6 - 1       # 6 Linears (heads fused): forward, dW, dX each, no dX for the first
+
+
+def test_conv_benchmark_runs_and_counts_the_conv_flops(tmp_path, capsys):
+    """`vae bench --conv` on a tiny batch: both backends' train_step timed, per-layer rows, files written."""
+    from benchmarks.conv import layer_flops, step_flops
+    from numpy_vae.cli import main
+    from numpy_vae.specs import conv_spec
+
+    spec = conv_spec(20)
+    layers = dict((name, f) for name, _, f in layer_flops(spec, 2))
+    assert layers["encoder.1"] == 2 * 2 * (32 * 14 * 14) * 1 * 16          # Conv2d(1, 32, 4, 2, 1) on 28x28
+    assert layers["encoder.3"] == 2 * 2 * (64 * 7 * 7) * 32 * 16
+    assert layers["decoder.3"] == 2 * 2 * (64 * 7 * 7) * 32 * 16           # ConvTranspose2d(64, 32): input side
+    assert layers["decoder.5"] == 2 * 2 * (32 * 14 * 14) * 1 * 16
+    assert layers["heads"] == 2 * 2 * 3136 * 40 and layers["decoder.0"] == 2 * 2 * 20 * 3136
+    forward = sum(layers.values())
+    assert step_flops(spec, 2) == 3 * forward - layers["encoder.1"] + 13 * spec.num_params
+    assert main(["bench", "--conv", "--scaling-batch", "2", "--repeats", "2", "--min-time", "0.001",
+                 "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "torch time ÷ NumPy time, paired per repeat" in out and "encoder.1 Conv2d" in out
+    assert (tmp_path / "conv.json").is_file() and (tmp_path / "conv.md").is_file()

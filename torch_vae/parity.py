@@ -257,7 +257,8 @@ def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch:
     batches, source = _input_batches(data_dir, batch, max(steps, 1), seed)
     cfg = {k: v for k, v in model_config.items() if k != "dtype"}
     out(f"vae parity: numpy_vae (hand-written backward, NumPy Adam) vs torch_vae (autograd, torch.optim.Adam)")
-    out(f"config: latent={cfg['latent']} hidden={','.join(map(str, cfg['hidden']))} beta={cfg['beta']:g} "
+    sizes = f" hidden={','.join(map(str, cfg['hidden']))}" if cfg["arch"] == "mlp" else ""
+    out(f"config: arch={cfg['arch']} latent={cfg['latent']}{sizes} beta={cfg['beta']:g} "
         f"batch={batch} seed={seed}" + (" weights=checkpoint" if params is not None else " weights=init(seed)"))
     out(f"input: {source}; eps from numpy_vae.streams.noise_stream(seed)")
     out("rel.err = ||numpy - torch|| / ||torch||;  allclose: rtol = tol, atol = tol * max|torch|")
@@ -296,6 +297,8 @@ def register(sub) -> None:
                                    "gradients, then of the parameters after a few Adam steps; on the CPU and, "
                                    "where present, CUDA.  Exit status 1 if a relative error exceeds tolerance.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from numpy_vae.specs import ARCHITECTURES
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="mlp", help="architecture (numpy_vae.specs)")
     p.add_argument("--latent", type=positive_int, default=20, help="latent dimensions")
     p.add_argument("--hidden", type=hidden_sizes, default=(512, 256), help="encoder hidden sizes, e.g. 512,256")
     p.add_argument("--beta", type=non_negative_float, default=1.0, help="weight of the KL term")
@@ -319,16 +322,17 @@ def run(args) -> int:
     if Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
         raise UsageError(f"--data-dir {args.data_dir} is a file, not a folder; point it at the folder holding "
                          f"MNIST/raw (or leave it out: without MNIST the comparison uses synthetic images)")
-    config = {"arch": "mlp", "latent": args.latent, "hidden": tuple(args.hidden), "beta": args.beta}
+    config = {"arch": args.arch, "latent": args.latent, "hidden": tuple(args.hidden), "beta": args.beta}
     params = None
     if args.checkpoint is not None:
-        from numpy_vae.specs import parameter_shapes
+        from numpy_vae.specs import make_spec
         from numpy_vae.training.checkpoint import check_params, load_checkpoint
         params, _, meta = load_checkpoint(args.checkpoint)
         saved = meta.get("config", {})
-        config.update(latent=saved.get("latent", args.latent), hidden=tuple(saved.get("hidden", args.hidden)),
-                      beta=saved.get("beta", args.beta))
-        check_params(params, parameter_shapes(config["hidden"], config["latent"]), Path(args.checkpoint))
+        config.update(arch=saved.get("arch", args.arch), latent=saved.get("latent", args.latent),
+                      hidden=tuple(saved.get("hidden", args.hidden)), beta=saved.get("beta", args.beta))
+        spec = make_spec(config["arch"], hidden=config["hidden"], latent=config["latent"])
+        check_params(params, spec.parameter_shapes(), Path(args.checkpoint))
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine (torch.cuda.is_available() is False); "
                           "use --device cpu")

@@ -73,7 +73,8 @@ def run(args) -> int:
     test_x, _ = load_mnist(data_dir, "test")      # its error says how to fetch MNIST
     if args.limit:
         test_x = test_x[:args.limit]
-    print(f"{path}: {config.latent}-D latent, hidden {','.join(map(str, config.hidden))}, trained with "
+    sizes = f", hidden {','.join(map(str, config.hidden))}" if config.arch == "mlp" else ""
+    print(f"{path}: {config.arch} VAE, {config.latent}-D latent{sizes}, trained with "
           f"{meta.get('backend', config.backend)} for {meta.get('epoch', '?')} epochs; evaluated by {args.backend}, "
           f"K = {args.k}")
     unusable = (f"checkpoint {path}: the network gives non-finite values on the test images, so its weights "

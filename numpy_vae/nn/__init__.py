@@ -1,7 +1,11 @@
 """The math people come to read, one file per idea; every backward derived in docs/gradients.md.
 
     linear.py          Linear                           y = x W^T + b
+    conv.py            Conv2d, ConvTranspose2d          NCHW, torch's weight layouts (clear and fast versions)
+    reshape.py         Flatten, Unflatten
     activations.py     ReLU, Sigmoid, Tanh, sigmoid()
+    batchnorm.py       BatchNorm1d                      batch statistics in training, running ones in evaluation
+    dropout.py         Dropout                          the keep-mask is an input
     losses.py          BernoulliNLL (from logits), GaussianKL (to N(0, I))
     reparameterize.py  Reparameterize                   z = mu + eps exp(logvar / 2)
     head.py            GaussianHead                     fc_mu and fc_logvar as one matmul
@@ -13,11 +17,15 @@ Every layer's ``forward`` returns its output and a ``backward`` closure holding
 exactly what that backward needs; ``layer(x)`` is inference and keeps nothing.
 """
 from .activations import ReLU, Sigmoid, Tanh, sigmoid
+from .batchnorm import BatchNorm1d
 from .container import Sequential
+from .conv import Conv2d, ConvTranspose2d
+from .dropout import Dropout
 from .head import GaussianHead
 from .linear import Linear
 from .losses import BernoulliNLL, GaussianKL
 from .reparameterize import Reparameterize
+from .reshape import Flatten, Unflatten
 
-__all__ = ["BernoulliNLL", "GaussianHead", "GaussianKL", "Linear", "ReLU", "Reparameterize", "Sequential", "Sigmoid",
-           "Tanh", "sigmoid"]
+__all__ = ["BatchNorm1d", "BernoulliNLL", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GaussianHead", "GaussianKL",
+           "Linear", "ReLU", "Reparameterize", "Sequential", "Sigmoid", "Tanh", "Unflatten", "sigmoid"]

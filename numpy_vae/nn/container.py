@@ -41,9 +41,17 @@ class Sequential:
             x, backward = layer.forward(x)
             backwards.append(backward)
 
+        # Without dx, the leading reshapes are skipped and the first layer that computes is told so
+        # (the conv VAE starts with Unflatten, then a Conv2d whose input gradient training never needs).
+        first = next((i for i, layer in enumerate(self.layers) if not getattr(layer, "is_view", False)), 0)
+
         def backward(dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-            for layer_backward in reversed(backwards[1:]):
+            stop = 0 if need_dx else first
+            for layer_backward in reversed(backwards[stop + 1:]):
                 dy = layer_backward(dy)
-            return backwards[0](dy, need_dx) if backwards else dy
+            if not backwards:
+                return dy
+            dx = backwards[stop](dy, need_dx)
+            return dx if need_dx else None
 
         return x, backward

@@ -33,9 +33,12 @@ def resolve_checkpoint(path) -> Path:
 
 
 def architecture_from_params(params: dict, source) -> TrainConfig:
-    """A TrainConfig with the latent size, hidden sizes and dtype that ``params`` were made for."""
+    """A TrainConfig with the architecture, latent size, hidden sizes and dtype that ``params`` were made for."""
     try:
         latent = int(params["fc_mu.weight"].shape[0])
+        dtype = np.dtype(params["fc_mu.weight"].dtype).name
+        if getattr(params.get("encoder.1.weight"), "ndim", 0) == 4:        # the conv VAE: Unflatten, then Conv2d
+            return TrainConfig(arch="conv", latent=latent, dtype=dtype if dtype in ("float32", "float64") else "float32")
         hidden, i = [], 0
         while f"encoder.{2 * i}.weight" in params:
             hidden.append(int(params[f"encoder.{2 * i}.weight"].shape[0]))
