@@ -69,6 +69,14 @@ class Linear:
         return (self.out_features,)
 
 
+def _check_conv_fields(layer, pairs: dict[str, int]) -> None:
+    """Validate a conv spec's channels, and store each of ``pairs`` (field -> minimum) as an (h, w) pair."""
+    _positive_int("in_channels", layer.in_channels)
+    _positive_int("out_channels", layer.out_channels)
+    for name, minimum in pairs.items():
+        object.__setattr__(layer, name, _pair(name, getattr(layer, name), minimum))
+
+
 def _pair(name: str, value, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints >= minimum, as torch's conv layers take them."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
@@ -88,11 +96,7 @@ class Conv2d:
     kind = "conv2d"
 
     def __post_init__(self):
-        _positive_int("in_channels", self.in_channels)
-        _positive_int("out_channels", self.out_channels)
-        object.__setattr__(self, "kernel_size", _pair("kernel_size", self.kernel_size, 1))
-        object.__setattr__(self, "stride", _pair("stride", self.stride, 1))
-        object.__setattr__(self, "padding", _pair("padding", self.padding, 0))
+        _check_conv_fields(self, {"kernel_size": 1, "stride": 1, "padding": 0})
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"weight": (self.out_channels, self.in_channels, *self.kernel_size), "bias": (self.out_channels,)}
@@ -122,12 +126,7 @@ class ConvTranspose2d:
     kind = "conv_transpose2d"
 
     def __post_init__(self):
-        _positive_int("in_channels", self.in_channels)
-        _positive_int("out_channels", self.out_channels)
-        object.__setattr__(self, "kernel_size", _pair("kernel_size", self.kernel_size, 1))
-        object.__setattr__(self, "stride", _pair("stride", self.stride, 1))
-        object.__setattr__(self, "padding", _pair("padding", self.padding, 0))
-        object.__setattr__(self, "output_padding", _pair("output_padding", self.output_padding, 0))
+        _check_conv_fields(self, {"kernel_size": 1, "stride": 1, "padding": 0, "output_padding": 0})
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise SpecError(f"output_padding={self.output_padding} must be smaller than stride={self.stride}")
 

@@ -32,6 +32,7 @@ from numpy_vae.nn.activations import ReLU, Sigmoid, Tanh
 from numpy_vae.nn.container import Sequential
 from numpy_vae.nn.head import GaussianHead
 from numpy_vae.nn.linear import Linear
+from numpy_vae.nn.gradcheck import exact_gaussian_kl as exact_kl, exact_sigmoid_derivative
 from numpy_vae.nn.losses import BernoulliNLL, GaussianKL
 from numpy_vae.nn.reparameterize import Reparameterize
 from parity_helpers import DTYPES, assert_parity, record, torch_dtype_of, values
@@ -75,23 +76,6 @@ def assert_exact(what: str, a, exact: np.ndarray, dtype) -> float:
     assert worst <= EXACT_RTOL[np.dtype(dtype)], (f"{what}: relative error {worst:.3e} to the exact value "
                                                   f"({np.dtype(dtype).name})", np.asarray(a), exact)
     return worst
-
-
-def exact_kl(mu: np.ndarray, logvar: np.ndarray, dkl: np.ndarray):
-    """KL(N(mu, e^logvar) || N(0, 1)) summed per row (B,), dmu (B, L) and dlogvar (B, L) for the upstream
-    dkl (B,), from the float values given, computed in decimal and rounded once to float64.
-
-    e^logvar - 1 - logvar ~ logvar^2 / 2 cancels 2 |log10 |logvar|| digits, so the working precision
-    is raised by that much: 50 significant digits are left after the cancellation.
-    """
-    tiniest = min((_dec(v).adjusted() for v in np.ravel(logvar) if v != 0), default=0)
-    with localcontext() as ctx:
-        ctx.prec = 50 + 2 * max(0, -tiniest)
-        kl = [float(sum(_dec(m) ** 2 + _dec(lv).exp() - 1 - _dec(lv) for m, lv in zip(mr, lr)) / 2)
-              for mr, lr in zip(mu, logvar)]
-        dmu = [[float(_dec(m) * _dec(d)) for m in mr] for mr, d in zip(mu, dkl)]
-        dlv = [[float((_dec(lv).exp() - 1) / 2 * _dec(d)) for lv in lr] for lr, d in zip(logvar, dkl)]
-    return np.array(kl), np.array(dmu).reshape(np.shape(mu)), np.array(dlv).reshape(np.shape(logvar))
 
 
 def assert_kl_forward_exact(what: str, kl, mu, logvar, kl_exact, dtype) -> float:
@@ -177,18 +161,10 @@ def test_sigmoid(dtype, data, b, n):
     assert_parity("dx", dx, dxt, dtype)
 
 
-def exact_sigmoid_derivative(x: np.ndarray) -> np.ndarray:
-    """sigma(x) sigma(-x) = e^-|x| / (1 + e^-|x|)^2 to 50 digits, rounded once to float64."""
-    with localcontext() as ctx:
-        ctx.prec = 50
-        return np.array([float((-abs(_dec(v))).exp() / (1 + (-abs(_dec(v))).exp()) ** 2)
-                         for v in np.ravel(x)]).reshape(np.shape(x))
-
-
 # The tails, |x| up to 40 (e^-40 = 4.2e-18 is a normal float32): NumPy's derivative to a few ulps
-# relative of the exact value, torch's y (1 - y) within 2 ulps of |dy| of NumPy's (its 1 - y).
-# Measured (per element, fast / thorough): NumPy vs exact float64 5.5e-16 / 5.6e-16, float32 2.3e-7 /
-# 2.9e-7; torch within 0.74 ulps of |dy| in both dtypes.
+# relative of the exact value (numpy_vae.nn.gradcheck.exact_sigmoid_derivative), torch's y (1 - y)
+# within 2 ulps of |dy| of NumPy's (its 1 - y).  Measured (per element, fast / thorough): NumPy vs
+# exact float64 5.5e-16 / 5.6e-16, float32 2.3e-7 / 2.9e-7; torch within 0.74 ulps of |dy| in both dtypes.
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), b=batches, n=dims)
 def test_sigmoid_tails(dtype, data, b, n):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import run_main
 from numpy_vae.cli import main
 from numpy_vae.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -62,15 +63,6 @@ def sandbox(tmp_path, monkeypatch, tiny_run, real_mnist_dir):
     # finite weights that overflow: the network gives inf/NaN on every image (a diverged run)
     _broken_copy(tiny_run, tmp_path / "diverged-run", lambda v: v * np.float32(1e30))
     return tmp_path
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as e:          # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code, err, expected):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from numpy_vae.training.checkpoint import save_checkpoint
+from cli_helpers import run_main
 from numpy_vae.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,15 +40,6 @@ def sandbox(tmp_path, monkeypatch):
     (tmp_path / "garbage-run").mkdir()
     (tmp_path / "garbage-run" / "last.npz").write_bytes(b"PK\x03\x04 this is no checkpoint")
     return tmp_path
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as e:          # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # (arguments, text the one line must contain)

@@ -4,45 +4,17 @@ Where a closed form cancels (the KL near the prior, the sigmoid's derivative on 
 positive tail) the reference is exact: Python's ``decimal`` at 50 digits, from the
 very float inputs the layer saw.
 """
-from decimal import Decimal, localcontext
-
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from numpy_vae.nn.activations import Sigmoid, sigmoid
+from numpy_vae.nn.gradcheck import exact_gaussian_kl as exact_kl, exact_sigmoid_derivative
 from numpy_vae.nn.losses import BernoulliNLL, GaussianKL
 
 # Per-element relative tolerance against the exact reference: a few ulps (float64 1e-14 = 45 ulps of 1,
 # float32 1e-6 = 8 ulps of 1); measured worst cases are quoted at each test.
 EXACT_RTOL = {np.dtype(np.float64): 1e-14, np.dtype(np.float32): 1e-6}
-
-
-def _dec(v) -> Decimal:
-    return Decimal(float(v))                        # exact: every float32 and float64 is a float
-
-
-def exact_kl(mu: np.ndarray, logvar: np.ndarray, dkl: np.ndarray):
-    """kl (B,), dmu (B, L), dlogvar (B, L) to 50 digits, then rounded once to float64.
-
-    e^logvar - 1 - logvar ~ logvar^2 / 2 cancels 2 |log10 |logvar|| digits, so the working
-    precision is raised by that much: 50 significant digits are left after the cancellation.
-    """
-    tiniest = min((_dec(v).adjusted() for v in np.ravel(logvar) if v != 0), default=0)
-    with localcontext() as ctx:
-        ctx.prec = 50 + 2 * max(0, -tiniest)
-        kl = [float(sum(_dec(m) ** 2 + _dec(lv).exp() - 1 - _dec(lv) for m, lv in zip(mr, lr)) / 2)
-              for mr, lr in zip(mu, logvar)]
-        dmu = [[float(_dec(m) * _dec(d)) for m in mr] for mr, d in zip(mu, dkl)]
-        dlv = [[float((_dec(lv).exp() - 1) / 2 * _dec(d)) for lv in lr] for lr, d in zip(logvar, dkl)]
-    return np.array(kl), np.array(dmu), np.array(dlv)
-
-
-def exact_sigmoid_derivative(x: np.ndarray) -> np.ndarray:
-    """sigma(x) sigma(-x) = e^x / (1 + e^x)^2 to 50 digits, rounded once to float64."""
-    with localcontext() as ctx:
-        ctx.prec = 50
-        return np.array([float(_dec(v).exp() / (1 + _dec(v).exp()) ** 2) for v in np.ravel(x)]).reshape(np.shape(x))
 
 
 def per_element_relative_error(a: np.ndarray, exact: np.ndarray) -> np.ndarray:
