@@ -66,6 +66,8 @@ BAD = [
     (["train", "--seed", "-1"], "--seed"),
     (["train", "--train-limit", "0"], "--train-limit"),
     (["train", "--preset", "huge"], "--preset: invalid choice: 'huge'"),
+    (["train", "--preset", "linear-0-4"], "--preset: invalid choice: 'linear-0-4'"),
+    (["train", "--preset", "linear-64"], "--preset: invalid choice: 'linear-64'"),
     (["train", "--lr-schedule", "linear"], "--lr-schedule"),
     (["train", "--dtype", "float16"], "--dtype"),
     (["train", "--backend", "jax"], "--backend jax: unknown backend"),
@@ -130,7 +132,7 @@ def test_unwritable_folder_is_refused_even_for_root(sandbox, capsys, monkeypatch
 def test_help_is_still_whole(capsys):
     code, out, err = run_main(["train", "--help"], capsys)
     assert code == 0 and err == ""
-    assert out.startswith("usage: vae train") and "--preset {default,quick}" in out and "--resume RUN_DIR" in out
+    assert out.startswith("usage: vae train") and "--preset {conv,default,mlp,mlp-400,quick,linear-W-L}" in out and "--resume RUN_DIR" in out
     code, out, _ = run_main(["--help"], capsys)
     assert code == 0 and "train" in out and out.count("\n") > 3
 
@@ -155,6 +157,10 @@ def test_from_the_outside(sandbox, args, code, expected):
     (["--preset", "quick", "--epochs", "3"], {"epochs": 3, "train_limit": 5000}),
     (["--preset", "default"], {"epochs": 10, "train_limit": None}),
     (["--seed", "0", "--lr", "0.01"], {"seed": 0, "lr": 0.01, "epochs": 10}),
+    (["--preset", "mlp-400"], {"arch": "mlp", "hidden": (400,), "latent": 20}),
+    (["--preset", "linear-128-16"], {"arch": "mlp", "hidden": (128,), "latent": 16}),
+    (["--preset", "linear-32-4", "--latent", "3"], {"hidden": (32,), "latent": 3}),
+    (["--preset", "conv"], {"arch": "conv", "latent": 20}),
 ])
 def test_presets_and_explicit_options(sandbox, capsys, monkeypatch, args, expected):
     import numpy_vae.report as report

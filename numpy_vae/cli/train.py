@@ -10,16 +10,37 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from .args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
                    positive_int)
 
-#: Named starting points; explicit options override them.
+#: Named starting points; explicit options override them.  Also ``linear-W-L``: see :func:`preset`.
 PRESETS = {
     "default": {},                                   # the standard run: TrainConfig's defaults
     "quick": {"epochs": 1, "train_limit": 5000},     # a fast smoke run, about a minute on a laptop CPU
+    "mlp": {"arch": "mlp", "hidden": (512, 256), "latent": 20},   # the default model, 1,082,680 parameters
+    "mlp-400": {"arch": "mlp", "hidden": (400,), "latent": 20},   # the PyTorch example's 784-400-20, 652,824
+    "conv": {"arch": "conv", "latent": 20},                       # the convolutional VAE, 258,025
 }
+LINEAR_PRESET = re.compile(r"linear-([1-9][0-9]*)-([1-9][0-9]*)")
+
+
+def preset(text: str) -> str:
+    """A name of PRESETS, or linear-W-L: one hidden layer of width W and a latent of L (LinearVAE)."""
+    if text in PRESETS or LINEAR_PRESET.fullmatch(text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(sorted(PRESETS))}, or "
+                                     f"linear-W-L: one hidden layer of width W, latent L, e.g. linear-128-16)")
+
+
+def preset_values(name: str) -> dict:
+    """The TrainConfig fields a preset sets."""
+    match = LINEAR_PRESET.fullmatch(name)
+    if match:
+        return {"arch": "mlp", "hidden": (int(match[1]),), "latent": int(match[2])}
+    return PRESETS[name]
 # Options that set the training configuration (TrainConfig fields).
 CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "clip_grad_norm",
                   "arch", "latent", "hidden", "beta", "dtype", "seed", "runs_dir", "name", "train_limit")
@@ -40,8 +61,10 @@ def register(sub) -> None:
                        description="Train a VAE on MNIST; writes runs/NAME/ with config, metrics.csv, checkpoints and "
                                    "figures. A checkpoint is written atomically after every epoch; an interrupted "
                                    "run continues exactly with --resume RUN_DIR.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="default: the standard run; quick: 1 epoch on 5000 images (options given explicitly win)")
+    p.add_argument("--preset", type=preset, default="default", metavar="{" + ",".join(sorted(PRESETS)) + ",linear-W-L}",
+                   help="default: the standard run; quick: 1 epoch on 5000 images; mlp (784-512-256-20), mlp-400 "
+                        "(784-400-20, the PyTorch example's), conv, linear-W-L (784-W-L); options given "
+                        "explicitly win")
     p.add_argument("--backend", default=None, help=f"numpy (hand-written gradients) or torch (default: {d.backend})")
     p.add_argument("--device", default=None, help=f"cpu or cuda (torch backend only; default: {d.device})")
     p.add_argument("--epochs", type=positive_int, default=None, help=f"default: {d.epochs}")
@@ -132,7 +155,7 @@ def run(args) -> int:
         run_dir = train(None, resume=run_dir, progress=not args.no_progress, data_dir=args.data_dir)
         return _report(args, run_dir)
 
-    values = {**vars(TrainConfig()), **PRESETS[args.preset], **{k: getattr(args, k) for k in given}}
+    values = {**vars(TrainConfig()), **preset_values(args.preset), **{k: getattr(args, k) for k in given}}
     values["data_dir"] = args.data_dir if args.data_dir is not None else os.environ.get("VAE_DATA_DIR", "data")
     if values["backend"] not in available_backends():
         raise UsageError(f"--backend {values['backend']}: unknown backend; available: {', '.join(available_backends())}")
