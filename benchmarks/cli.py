@@ -12,7 +12,7 @@ import sys
 import time
 
 from numpy_vae.cli.args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, non_negative_int,
-                                positive_float, positive_int)
+                                positive_float, positive_int, refuse_file_as_data_dir)
 
 BACKEND_NAMES = ["numpy-f32", "numpy-f64", "torch-cpu-f32", "torch-cuda-f32"]
 
@@ -98,9 +98,7 @@ def config_from_args(args):
         archs = {a: ARCHITECTURES[a] for a in names}
     else:
         archs = dict(ARCHITECTURES)
-    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
-        raise UsageError(f"--data-dir {args.data_dir} is a file, not a folder; point it at the folder holding "
-                         f"MNIST/raw (or leave it out: without MNIST the benchmark uses synthetic images)")
+    refuse_file_as_data_dir(args.data_dir, " (or leave it out: without MNIST the benchmark uses synthetic images)")
     out = args.out
     if not out.strip():
         raise UsageError("--out '': expected a folder path; pick an --out folder (default: bench_results)")

@@ -317,11 +317,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from numpy_vae.cli.args import UsageError
+    from numpy_vae.cli.args import refuse_file_as_data_dir
     from numpy_vae.config import ConfigError
-    if Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir {args.data_dir} is a file, not a folder; point it at the folder holding "
-                         f"MNIST/raw (or leave it out: without MNIST the comparison uses synthetic images)")
+    refuse_file_as_data_dir(args.data_dir, " (or leave it out: without MNIST the comparison uses synthetic images)")
     config = {"arch": args.arch, "latent": args.latent, "hidden": tuple(args.hidden), "beta": args.beta}
     params = None
     if args.checkpoint is not None:

@@ -68,6 +68,16 @@ def hidden_sizes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 512,256, got {text!r}") from None
 
 
+def refuse_file_as_data_dir(data_dir, otherwise: str = "") -> None:
+    """UsageError if ``--data-dir`` names a file: MNIST lives in a folder (DATA/MNIST/raw).
+
+    ``otherwise`` is added to the message (what happens when the option is left out)."""
+    path = None if data_dir is None else os.path.expanduser(data_dir)
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--data-dir {data_dir} is a file, not a folder; point it at the folder holding "
+                         f"MNIST/raw{otherwise}")
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=folder_path, default=os.environ.get("VAE_DATA_DIR") or "data",
                         help="folder holding MNIST/raw/ as torchvision lays it out (default: data, or $VAE_DATA_DIR)")

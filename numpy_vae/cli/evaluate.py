@@ -5,9 +5,8 @@ import json
 import math
 import os
 import time
-from pathlib import Path
 
-from .args import UsageError, folder_path, non_negative_int, positive_int
+from .args import UsageError, folder_path, non_negative_int, positive_int, refuse_file_as_data_dir
 
 
 def register(sub) -> None:
@@ -62,8 +61,7 @@ def run(args) -> int:
                          f"pass --limit 2 or more")
     if args.backend == "numpy" and args.device != "cpu":
         raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
-    if args.data_dir is not None and Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir {args.data_dir} is a file, not a folder; point it at the folder holding MNIST/raw")
+    refuse_file_as_data_dir(args.data_dir)
     path = resolve_checkpoint(args.checkpoint)
     backend, config, meta = load_backend(path, backend=args.backend, device=args.device)
     if not hasattr(backend, "decode_logits"):

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from .args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
-                   positive_int)
+                   positive_int, refuse_file_as_data_dir)
 
 #: Named starting points; explicit options override them.  Also ``linear-W-L``: see :func:`preset`.
 PRESETS = {
@@ -125,8 +125,7 @@ def check_data_dir(data_dir: str) -> None:
     """An existing folder holding MNIST/raw, or a place where `vae data fetch` could create it."""
     from ..data import raw_dir
     path = Path(data_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--data-dir {data_dir} is a file, not a folder; point it at the folder holding MNIST/raw")
+    refuse_file_as_data_dir(data_dir)
     if not raw_dir(path).is_dir():
         _writable_folder(path, "--data-dir", "MNIST is not there and could not be fetched into it; "
                                              "pick a folder holding MNIST/raw, or a writable one")

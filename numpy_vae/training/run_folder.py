@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from ..config import ConfigError, TrainConfig, valid_run_name, validate_config
+from ..config import ConfigError, TrainConfig, validate_config
 from .checkpoint import CheckpointError, atomic_write, check_meta, load_checkpoint
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl",
