@@ -69,9 +69,8 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return 0.5 * (mu * mu + np.exp(logvar) - 1 - logvar).sum(axis=1)
 
 
-def image_rng(seed: int, index: int) -> np.random.Generator:
-    """The Generator of test image ``index``: its K draws of eps come from here, in order."""
-    return iwae_stream(seed, index)
+#: The Generator of test image ``index``: its K draws of eps come from here, in order.
+image_rng = iwae_stream
 
 
 @dataclass

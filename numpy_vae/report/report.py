@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..data import load_mnist
 from ..evaluation.latent_stats import active_units, collapse_message, kl_per_dimension, posterior_stats
 from ..streams import report_stream
-from ..training.checkpoint import CheckpointError, atomic_write, load_checkpoint
+from ..training.checkpoint import atomic_write
 from ..training.restore import load_backend
 from . import figures
 
@@ -184,7 +184,7 @@ FIGURE_STEPS = ("curves", "reconstructions", "samples", "interpolations", "laten
                 "class_samples")
 
 
-def write_report(run_dir, backend=None, checkpoint: str = "last.npz", data_dir=None, tsne: bool = False,
+def write_report(run_dir, checkpoint: str = "last.npz", data_dir=None, tsne: bool = False,
                  classes=None, seed: int | None = None, progress: bool = True, log=print,
                  only: set[str] | None = None) -> Report:
     """Write every figure and report.html into ``run_dir``; returns what was written.
@@ -192,20 +192,13 @@ def write_report(run_dir, backend=None, checkpoint: str = "last.npz", data_dir=N
     ``only`` restricts the figures drawn to those named (see ``FIGURE_STEPS``); the
     statistics, the warning and the tables are always computed.
 
-    ``backend`` is a trained model behind the backend interface; without one, the
-    weights of ``run_dir/checkpoint`` are loaded into a NumPy backend.  The run's
-    configuration and per-epoch metrics come from that checkpoint's meta.
+    The weights of ``run_dir/checkpoint`` are loaded into a NumPy backend (a checkpoint of
+    either backend); the run's configuration and per-epoch metrics come from its meta.
     """
     run_dir = Path(run_dir)
     ckpt = run_dir / checkpoint
-    if backend is None:
-        backend, train_config, meta = load_backend(ckpt)
-        config = meta.get("config") or train_config.to_json()
-    else:
-        _, _, meta = load_checkpoint(ckpt)
-        if not isinstance(meta.get("config"), dict):
-            raise CheckpointError(f"checkpoint {ckpt} has no training configuration in its meta")
-        config = meta["config"]
+    backend, train_config, meta = load_backend(ckpt)
+    config = meta.get("config") or train_config.to_json()
     rows = meta.get("metrics") or []
     seed = int(config.get("seed", 0)) if seed is None else seed
     data_dir = data_dir or os.environ.get("VAE_DATA_DIR") or config.get("data_dir", "data")
