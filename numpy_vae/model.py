@@ -39,9 +39,8 @@ from .nn.reparameterize import Reparameterize
 from .nn.reshape import Flatten, Unflatten
 from .specs import INPUT_DIM, SpecError, VAESpec
 
-__all__ = ["INPUT_DIM", "InputError", "VAE", "build_model", "parameter_shapes"]
+__all__ = ["INPUT_DIM", "InputError", "VAE", "build_model"]
 
-parameter_shapes = specs.parameter_shapes
 LIKELIHOODS = {"bernoulli": BernoulliNLL}
 
 
@@ -144,10 +143,6 @@ class VAE:
     @property
     def num_params(self) -> int:
         return self.flat.size
-
-    @property
-    def config(self) -> dict:
-        return {"arch": self.spec.name, "latent": self.latent, "beta": self.beta, "dtype": self.dtype.name}
 
     # ----------------------------------------------------------------- checks
     def check_input(self, x, name: str = "x") -> np.ndarray:
