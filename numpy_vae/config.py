@@ -12,10 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .specs import ARCHITECTURES, SpecError, make_spec
+from .specs import ACTIVATIONS, ARCHITECTURES, LIKELIHOODS, SpecError, make_spec
 
 MAX_PARAMETERS = 200_000_000      # a model larger than this is refused before anything is allocated
-LR_SCHEDULES = ("constant", "cosine")
+#: constant; cosine (decays to 0 over the run); burda: lr * 10^(-i/7) for 3^i epochs, i = 0, 1, ... (Burda et al. 2015)
+LR_SCHEDULES = ("constant", "cosine", "burda")
+#: none: grey levels as Bernoulli targets; static: one fixed Bernoulli draw of the training set (seeded);
+#: dynamic: a fresh draw of every image each time it is used (the ``binarize`` stream).
+BINARIZATIONS = ("none", "static", "dynamic")
+OBJECTIVES = ("elbo", "iwae")
 
 
 class ConfigError(ValueError):
@@ -32,10 +37,20 @@ class TrainConfig:
     lr_schedule: str = "constant"    # "constant" or "cosine" (decays to 0 over the run)
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None
+    adam_eps: float = 1e-8
     arch: str = "mlp"
     latent: int = 20
     hidden: tuple[int, ...] = (512, 256)
+    activation: str = "relu"         # the MLP's hidden activation: relu or tanh
+    batchnorm: bool = False          # BatchNorm1d after each hidden Linear of the MLP
+    dropout: float = 0.0             # Dropout(p) after each hidden activation of the MLP
+    likelihood: str = "bernoulli"    # or "gaussian" (fixed variance; the decoder ends in a sigmoid)
+    likelihood_variance: float = 1.0
     beta: float = 1.0
+    kl_warmup_epochs: int = 0        # beta rises linearly from 0 to beta over this many epochs
+    binarize: str = "none"           # none, static or dynamic (see BINARIZATIONS)
+    objective: str = "elbo"          # elbo, or iwae: the importance-weighted bound with `samples` draws
+    samples: int = 1
     dtype: str = "float32"
     seed: int = 0
     data_dir: str = "data"
@@ -43,14 +58,19 @@ class TrainConfig:
     name: str | None = None
     train_limit: int | None = None   # use only the first N training images (quick runs, tests)
 
+    def spec_options(self) -> dict:
+        """The MLP options of ``numpy_vae.specs.mlp_spec`` this config sets."""
+        return {"activation": self.activation, "batchnorm": self.batchnorm, "dropout": self.dropout,
+                "likelihood": self.likelihood, "likelihood_variance": self.likelihood_variance}
+
     def spec(self):
         """The architecture (``numpy_vae.specs.VAESpec``) this config trains."""
-        return make_spec(self.arch, hidden=tuple(self.hidden), latent=self.latent)
+        return make_spec(self.arch, hidden=tuple(self.hidden), latent=self.latent, **self.spec_options())
 
     def model_config(self) -> dict:
         """``build_model``'s keyword arguments."""
         return {"arch": self.arch, "latent": self.latent, "hidden": tuple(self.hidden), "beta": self.beta,
-                "dtype": np.dtype(self.dtype)}
+                "dtype": np.dtype(self.dtype), **self.spec_options()}
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -88,11 +108,23 @@ def validate_config(config: TrainConfig) -> None:
         ("hidden", isinstance(config.hidden, tuple) and len(config.hidden) >= 1
          and all(integer(h) and h >= 1 for h in config.hidden), "one or more integers >= 1"),
         ("lr", real(config.lr) and config.lr > 0, "a finite number > 0"),
-        ("lr_schedule", config.lr_schedule in LR_SCHEDULES, "'constant' or 'cosine'"),
+        ("lr_schedule", config.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+        ("adam_eps", real(config.adam_eps) and config.adam_eps > 0,
+         "a finite number > 0 (with 0, a zero second moment divides 0 by 0)"),
         ("weight_decay", real(config.weight_decay) and config.weight_decay >= 0, "a finite number >= 0"),
         ("clip_grad_norm", config.clip_grad_norm is None or (real(config.clip_grad_norm) and config.clip_grad_norm > 0),
          "None or a finite number > 0"),
+        ("activation", config.activation in ACTIVATIONS, f"one of {ACTIVATIONS}"),
+        ("batchnorm", isinstance(config.batchnorm, bool), "True or False"),
+        ("dropout", real(config.dropout) and 0 <= config.dropout < 1, "a probability in [0, 1)"),
+        ("likelihood", config.likelihood in LIKELIHOODS, f"one of {LIKELIHOODS}"),
+        ("likelihood_variance", real(config.likelihood_variance) and config.likelihood_variance > 0,
+         "a finite number > 0"),
         ("beta", real(config.beta) and config.beta >= 0, "a finite number >= 0"),
+        ("kl_warmup_epochs", integer(config.kl_warmup_epochs) and config.kl_warmup_epochs >= 0, "an integer >= 0"),
+        ("binarize", config.binarize in BINARIZATIONS, f"one of {BINARIZATIONS}"),
+        ("objective", config.objective in OBJECTIVES, f"one of {OBJECTIVES}"),
+        ("samples", integer(config.samples) and config.samples >= 1, "an integer >= 1"),
         ("dtype", config.dtype in ("float32", "float64"), "'float32' or 'float64'"),
         ("seed", integer(config.seed) and config.seed >= 0, "an integer >= 0"),
         ("train_limit", config.train_limit is None or (integer(config.train_limit) and config.train_limit >= 1),
@@ -111,6 +143,12 @@ def validate_config(config: TrainConfig) -> None:
         n = config.spec().num_params
     except SpecError as e:
         raise ConfigError(str(e)) from None
+    if config.likelihood == "gaussian" and config.binarize != "none":
+        raise ConfigError(f"binarize={config.binarize!r} with likelihood='gaussian': binarized pixels are "
+                          f"Bernoulli data; use --likelihood bernoulli, or --binarize none")
+    if config.objective == "iwae" and (config.batchnorm or config.dropout):
+        raise ConfigError("objective='iwae' with batchnorm or dropout: the K samples of an image would see "
+                          "different batch statistics and masks; use --objective elbo for that model")
     if n > MAX_PARAMETERS:
         raise ConfigError(f"hidden={','.join(map(str, config.hidden))}, latent={config.latent} makes {n:,} parameters, "
                           f"more than the {MAX_PARAMETERS:,} supported")

@@ -3,8 +3,17 @@
     encoder   x (B, 784) -> the spec's encoder layers -> h (B, H)
     head      h -> mu (B, L), logvar (B, L)          (fc_mu and fc_logvar, one matmul: nn/head.py)
     sample    z = mu + eps * exp(logvar / 2),  eps ~ N(0, I) passed in (B, L)
-    decoder   z -> the spec's decoder layers -> logits (B, 784)
-    loss      mean_B [ BernoulliNLL(logits, x) + beta * KL(N(mu, e^logvar) || N(0, I)) ]
+    decoder   z -> the spec's decoder layers -> out (B, 784): Bernoulli logits, or the Gaussian's mean
+    loss      mean_B [ NLL(out, x) + beta * KL(N(mu, e^logvar) || N(0, I)) ]
+
+BatchNorm1d and Dropout layers follow ``model.training`` (``model.train()`` /
+``model.eval()``), as torch modules do, in ``forward``/``loss``; the inference
+methods (``encode``, ``decode``, ``reconstruct``, ``sample``) always run in
+evaluation mode and never move the running statistics.  Dropout's keep-masks
+are inputs, as eps is (``masks``: layer name -> (B, F) array of 0s and 1s), so
+both backends can be fed the same draw.  BatchNorm's running statistics live in
+``model.buffers``, outside the flat parameter buffer (no optimizer moves them);
+``state_dict()`` returns parameters and buffers under torch's names.
 
 Parameter names equal the keys of ``torch_vae``'s ``state_dict()`` (``encoder.0.weight``,
 ``fc_mu.bias``, ``decoder.4.weight``, ...), weights stored (out, in).
@@ -30,18 +39,24 @@ import numpy as np
 from . import specs
 from .inputs import InputError, check_count, check_images, check_latent, check_noise
 from .nn.activations import ReLU, Sigmoid, Tanh
+from .nn.batchnorm import BatchNorm1d
 from .nn.container import Sequential
 from .nn.conv import Conv2d, ConvTranspose2d
+from .nn.dropout import Dropout
 from .nn.head import GaussianHead
 from .nn.linear import Linear
-from .nn.losses import BernoulliNLL, GaussianKL
+from .nn.losses import BernoulliNLL, GaussianKL, GaussianNLL
 from .nn.reparameterize import Reparameterize
 from .nn.reshape import Flatten, Unflatten
 from .specs import INPUT_DIM, SpecError, VAESpec
+from .streams import draw_masks
 
 __all__ = ["INPUT_DIM", "InputError", "VAE", "build_model"]
 
-LIKELIHOODS = {"bernoulli": BernoulliNLL}
+def _likelihood(spec: VAESpec):
+    if spec.likelihood == "gaussian":
+        return GaussianNLL(spec.likelihood_variance)
+    return BernoulliNLL()
 
 
 def _check_beta(beta) -> float:
@@ -87,7 +102,14 @@ class VAE:
         self.grad_flat = np.zeros(total, self.dtype)
         self.params = {n: self.flat[slice(*layout[n])].reshape(s) for n, s in shapes.items()}
         self.grads = {n: self.grad_flat[slice(*layout[n])].reshape(s) for n, s in shapes.items()}
+        self.buffers = {n: np.zeros(shape, self.dtype if kind == "float" else np.dtype(kind))
+                        for n, (shape, kind) in spec.buffer_shapes().items()}
+        for name, buf in self.buffers.items():
+            if name.endswith(".running_var"):
+                buf[...] = 1                              # torch's initial running variance
         self._init_params(seed)
+        self.training = True
+        self.dropout_p = spec.dropout_layers()           # name -> p: the masks a training forward takes
 
         self.encoder = Sequential(self._layers("encoder", spec.encoder))
         (w0, _), (_, w1) = layout["fc_mu.weight"], layout["fc_logvar.weight"]
@@ -97,8 +119,10 @@ class VAE:
                                  self.grad_flat[w0:w1].reshape(stacked), self.grad_flat[b0:b1])
         self.decoder = Sequential(self._layers("decoder", spec.decoder))
         self.reparameterize = Reparameterize()
-        self.likelihood = LIKELIHOODS[spec.likelihood]()
+        self.likelihood = _likelihood(spec)
         self.kl = GaussianKL()
+        self._moded = [layer for part in (self.encoder, self.decoder) for layer in part
+                       if isinstance(layer, (BatchNorm1d, Dropout))]
         self._backward = None          # the closures of the last forward
 
     def _layers(self, prefix: str, layer_specs) -> list:
@@ -117,9 +141,16 @@ class VAE:
                 layers.append(Flatten())
             elif isinstance(s, specs.Unflatten):
                 layers.append(Unflatten(s.shape))
+            elif isinstance(s, specs.BatchNorm1d):
+                p = f"{prefix}.{i}"
+                layers.append(BatchNorm1d(self.params[w], self.params[b], self.grads[w], self.grads[b],
+                                          self.buffers[f"{p}.running_mean"], self.buffers[f"{p}.running_var"],
+                                          self.buffers[f"{p}.num_batches_tracked"], s.eps, s.momentum))
+            elif isinstance(s, specs.Dropout):
+                layers.append(Dropout(s.p))
             elif isinstance(s, specs.ReLU):
                 # In place where its input is a fresh output of the layer before, which nobody else holds.
-                fresh = (specs.Linear, specs.Conv2d, specs.ConvTranspose2d)
+                fresh = (specs.Linear, specs.Conv2d, specs.ConvTranspose2d, specs.BatchNorm1d)
                 layers.append(ReLU(inplace=i > 0 and isinstance(layer_specs[i - 1], fresh)))
             elif isinstance(s, specs.Sigmoid):
                 layers.append(Sigmoid())
@@ -130,11 +161,15 @@ class VAE:
         return layers
 
     def _init_params(self, seed) -> None:
-        """torch's default init for each layer: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        """torch's default init for each layer: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in));
+        BatchNorm's weight 1 and bias 0 (no draw)."""
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         for prefix, layer in self.spec.modules():
             names = layer.param_shapes()
-            if "weight" in names:
+            if isinstance(layer, specs.BatchNorm1d):
+                self.params[f"{prefix}.weight"][...] = 1
+                self.params[f"{prefix}.bias"][...] = 0
+            elif "weight" in names:
                 bound = 1.0 / math.sqrt(layer.fan_in)
                 for name in ("weight", "bias"):
                     param = self.params[f"{prefix}.{name}"]
@@ -144,18 +179,58 @@ class VAE:
     def num_params(self) -> int:
         return self.flat.size
 
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> "VAE":
+        """Training mode (batch statistics, dropout on) for ``forward``/``loss``, as torch's ``module.train()``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "VAE":
+        """Evaluation mode (running statistics, dropout off), as torch's ``module.eval()``."""
+        return self.train(False)
+
+    def _set_mode(self, training: bool) -> None:
+        for layer in self._moded:
+            layer.training = training
+
     # ----------------------------------------------------------------- checks
     def check_input(self, x, name: str = "x") -> np.ndarray:
         """x as a C-contiguous (B, input_dim) array of the model's dtype in [0, 1], or InputError saying why."""
         return check_images(x, self.input_dim, self.dtype, name)
 
+    def draw_masks(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+        """Fresh keep-masks for every Dropout layer, in layer order, from ``rng`` (the run's dropout stream)."""
+        return draw_masks(self.spec, rng, batch, self.dtype)
+
+    def check_masks(self, masks, batch: int) -> dict[str, dict[int, np.ndarray]]:
+        """The masks a forward needs, split by part ({"encoder": {index: mask}, ...}); InputError saying why not."""
+        split = {"encoder": {}, "decoder": {}}
+        if not self.training or not self.dropout_p:
+            return split
+        if masks is None:
+            raise InputError(f"masks: this model has Dropout layers {sorted(self.dropout_p)}; training needs their "
+                             f"keep-masks (model.draw_masks(rng, batch)), or call model.eval() first")
+        if not isinstance(masks, dict) or set(masks) != set(self.dropout_p):
+            got = sorted(masks) if isinstance(masks, dict) else type(masks).__name__
+            raise InputError(f"masks: expected a dict with keys {sorted(self.dropout_p)}, got {got}")
+        for name, shape in self.spec.mask_shapes(batch).items():
+            m = np.asarray(masks[name])
+            if m.shape != shape or not ((m == 0) | (m == 1)).all():
+                raise InputError(f"masks[{name!r}]: expected a {shape} array of 0s and 1s, got shape {m.shape}")
+            part, index = name.split(".")
+            split[part][int(index)] = m.astype(self.dtype, copy=False)
+        return split
+
     # ---------------------------------------------- inference: nothing is kept
     def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
         """x (B, 784) -> mu (B, L), logvar (B, L)."""
+        self._set_mode(False)
         return self.head(self.encoder(self.check_input(x)))
 
     def decode(self, z, probs: bool = False) -> np.ndarray:
-        """z (B, L) -> logits (B, 784), or pixel probabilities when ``probs``."""
+        """z (B, L) -> the decoder's output (B, 784): logits (bernoulli) or the mean (gaussian);
+        with ``probs``, the likelihood's mean (pixel probabilities, or the gaussian's mean)."""
+        self._set_mode(False)
         out = self.decoder(check_latent(z, self.latent, self.dtype))
         return self.likelihood.mean(out) if probs else out
 
@@ -167,20 +242,25 @@ class VAE:
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n digits decoded (as probabilities) from z ~ N(0, I): (n, 784)."""
         n = check_count(n)
+        self._set_mode(False)
         return self.likelihood.mean(self.decoder(rng.standard_normal((n, self.latent)).astype(self.dtype)))
 
     # ------------------------------------------------------------ training
-    def loss(self, x, eps) -> tuple[float, float, float]:
+    def loss(self, x, eps, masks=None) -> tuple[float, float, float]:
         """(loss, recon, kl) batch means, keeping the backward closures: ``forward`` without the copies."""
         x = self.check_input(x)
         eps = check_noise(eps, x.shape[0], self.latent, self.dtype)
-        return self._forward(x, eps)[:3]
+        return self._forward(x, eps, self.check_masks(masks, x.shape[0]))[:3]
 
-    def _forward(self, x: np.ndarray, eps: np.ndarray):
-        h, encoder_backward = self.encoder.forward(x)
+    def _forward(self, x: np.ndarray, eps: np.ndarray, masks: dict):
+        if self.training and x.shape[0] < 2 and self.spec.has_batchnorm():
+            raise InputError(f"x: a batch of {x.shape[0]}; BatchNorm1d in training needs at least 2 samples "
+                             f"(as torch), or call model.eval() first")
+        self._set_mode(self.training)
+        h, encoder_backward = self.encoder.forward(x, masks["encoder"])
         mu, logvar, head_backward = self.head.forward(h)
         z, reparameterize_backward = self.reparameterize.forward(mu, logvar, eps)
-        logits, decoder_backward = self.decoder.forward(z)
+        logits, decoder_backward = self.decoder.forward(z, masks["decoder"])
         (recon, nll_backward), (kl, kl_backward) = self.likelihood.forward(logits, x), self.kl.forward(mu, logvar)
         batch = x.shape[0]
         beta = self.beta
@@ -200,17 +280,18 @@ class VAE:
         loss = (recon + beta * kl).mean()
         return loss, recon.mean(), kl.mean(), logits, mu, logvar, z
 
-    def forward(self, x, eps) -> dict[str, np.ndarray]:
+    def forward(self, x, eps, masks=None) -> dict[str, np.ndarray]:
         """Negative ELBO of a batch.
 
-        x (B, 784) in [0, 1], eps (B, L) standard normal noise.  Returns ``loss``
+        x (B, 784) in [0, 1], eps (B, L) standard normal noise, ``masks`` the Dropout
+        keep-masks (training mode only; see ``draw_masks``).  Returns ``loss``
         (batch mean of per-sample nll + beta * kl, in nats), ``recon`` and ``kl``
-        (their batch means), and copies of ``logits`` (B, 784), ``mu``, ``logvar``,
-        ``z`` (B, L): changing them changes nothing that ``backward`` uses.
+        (their batch means), and copies of ``logits`` (B, 784: the decoder's output),
+        ``mu``, ``logvar``, ``z`` (B, L): changing them changes nothing that ``backward`` uses.
         """
         x = self.check_input(x)
         eps = check_noise(eps, x.shape[0], self.latent, self.dtype)
-        loss, recon, kl, logits, mu, logvar, z = self._forward(x, eps)
+        loss, recon, kl, logits, mu, logvar, z = self._forward(x, eps, self.check_masks(masks, x.shape[0]))
         return {"loss": loss, "recon": recon, "kl": kl, "logits": logits.copy(), "mu": mu.copy(),
                 "logvar": logvar.copy(), "z": z.copy()}
 
@@ -227,23 +308,34 @@ class VAE:
         return self.grads, self._backward(need_input_grad)
 
     # ------------------------------------------------------------ weights
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, keyed and ordered as torch_vae's ``state_dict()``."""
+        own = {**self.params, **self.buffers}
+        return {name: own[name].copy() for name in self.spec.state_names()}
+
     def load_params(self, params: dict[str, np.ndarray]) -> None:
-        """Copy arrays (NumPy or anything array-like, e.g. a torch state_dict's values) into the model."""
-        missing = sorted(set(self.params) - set(params))
-        unexpected = sorted(set(params) - set(self.params))
+        """Copy arrays (NumPy or anything array-like, e.g. a torch state_dict's values) into the model.
+
+        The names are ``state_dict()``'s: every parameter, and every buffer (BatchNorm's running statistics).
+        """
+        own = {**self.params, **self.buffers}
+        missing = sorted(set(own) - set(params))
+        unexpected = sorted(set(params) - set(own))
         if missing or unexpected:
             raise KeyError(f"parameter names do not match this model: missing {missing}, unexpected {unexpected}")
         for name, value in params.items():
             value = np.asarray(value)
-            if value.shape != self.params[name].shape:
-                raise ValueError(f"parameter {name}: expected shape {self.params[name].shape}, got {value.shape}")
-            self.params[name][...] = value
+            if value.shape != own[name].shape:
+                raise ValueError(f"parameter {name}: expected shape {own[name].shape}, got {value.shape}")
+            own[name][...] = value
 
 
 def build_model(arch: str = "mlp", latent: int = 20, hidden=(512, 256), beta: float = 1.0,
-                dtype=np.float32, seed: int | np.random.Generator = 0) -> VAE:
+                dtype=np.float32, seed: int | np.random.Generator = 0, **options) -> VAE:
     """The project's model factory; ``torch_vae.build_model`` takes the same arguments.
 
-    Raises SpecError (a ValueError) naming the argument for an architecture that cannot be built.
+    ``options``: the MLP's activation, batchnorm, dropout, likelihood, likelihood_variance
+    (``numpy_vae.specs.mlp_spec``).  Raises SpecError (a ValueError) naming the argument for an
+    architecture that cannot be built.
     """
-    return VAE(specs.make_spec(arch, hidden=hidden, latent=latent), beta=beta, dtype=dtype, seed=seed)
+    return VAE(specs.make_spec(arch, hidden=hidden, latent=latent, **options), beta=beta, dtype=dtype, seed=seed)

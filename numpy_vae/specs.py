@@ -25,7 +25,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 INPUT_DIM = 784
-LIKELIHOODS = ("bernoulli",)
+#: bernoulli: the decoder outputs logits; gaussian: it outputs the mean, with a fixed variance (the spec's).
+LIKELIHOODS = ("bernoulli", "gaussian")
+ACTIVATIONS = ("relu", "tanh")
 
 
 class SpecError(ValueError):
@@ -179,6 +181,62 @@ class Unflatten:
 
 
 @dataclass(frozen=True)
+class BatchNorm1d:
+    """Per-feature normalization of (B, F), as ``torch.nn.BatchNorm1d(num_features, eps, momentum)``.
+
+    Parameters weight (gamma, init 1) and bias (beta, init 0); buffers running_mean (init 0),
+    running_var (init 1) and num_batches_tracked (int64, init 0), saved under these names.
+    """
+    num_features: int
+    eps: float = 1e-5
+    momentum: float = 0.1
+    kind = "batchnorm1d"
+
+    def __post_init__(self):
+        _positive_int("num_features", self.num_features)
+        for name, low, high in (("eps", 0.0, math.inf), ("momentum", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+                raise SpecError(f"BatchNorm1d {name}={value!r}: expected a number in ({low}, {high}]")
+
+    def __repr__(self) -> str:
+        return f"BatchNorm1d({self.num_features})"
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.num_features,), "bias": (self.num_features,)}
+
+    def buffer_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """name -> (shape, dtype); "float" is the model's dtype."""
+        return {"running_mean": ((self.num_features,), "float"), "running_var": ((self.num_features,), "float"),
+                "num_batches_tracked": ((), "int64")}
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if shape != (self.num_features,):
+            raise SpecError(f"BatchNorm1d({self.num_features}) cannot take inputs of shape {shape}")
+        return shape
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Zero each feature with probability p in training, scale the rest by 1/(1 - p); identity in evaluation.
+
+    The keep-mask is an input (drawn from the run's ``dropout`` stream), as eps is.
+    """
+    p: float = 0.5
+    kind = "dropout"
+
+    def __post_init__(self):
+        if isinstance(self.p, bool) or not isinstance(self.p, (int, float)) or not 0 <= self.p < 1:
+            raise SpecError(f"Dropout p={self.p!r}: expected a probability in [0, 1)")
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
+
+@dataclass(frozen=True)
 class _Elementwise:
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
@@ -202,7 +260,8 @@ class Tanh(_Elementwise):
     kind = "tanh"
 
 
-LAYER_KINDS = {cls.kind: cls for cls in (Linear, Conv2d, ConvTranspose2d, Flatten, Unflatten, ReLU, Sigmoid, Tanh)}
+LAYER_KINDS = {cls.kind: cls for cls in (Linear, Conv2d, ConvTranspose2d, Flatten, Unflatten, BatchNorm1d, Dropout,
+                                         ReLU, Sigmoid, Tanh)}
 
 
 def layer_to_json(layer) -> dict:
@@ -225,6 +284,7 @@ class VAESpec:
 
     ``input_shape`` is one sample's shape; the encoder must end in a flat (H,)
     feature vector, and the decoder must map (latent,) back to ``input_shape``.
+    ``likelihood_variance`` is the fixed variance of the gaussian likelihood (unused by bernoulli).
     """
     name: str
     encoder: tuple
@@ -232,11 +292,15 @@ class VAESpec:
     decoder: tuple
     likelihood: str = "bernoulli"
     input_shape: tuple[int, ...] = (INPUT_DIM,)
+    likelihood_variance: float = 1.0
 
     def __post_init__(self):
         _positive_int("latent", self.latent)
         if self.likelihood not in LIKELIHOODS:
             raise SpecError(f"likelihood={self.likelihood!r}: expected one of {LIKELIHOODS}")
+        v = self.likelihood_variance
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (math.isfinite(v) and v > 0):
+            raise SpecError(f"likelihood_variance={v!r}: expected a finite number > 0 (the gaussian's fixed variance)")
         shape = self.input_shape
         for layer in self.encoder:
             shape = layer.output_shape(shape)
@@ -276,6 +340,36 @@ class VAESpec:
         return {f"{prefix}.{name}": shape for prefix, layer in self.modules()
                 for name, shape in layer.param_shapes().items()}
 
+    def buffer_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Name -> (shape, dtype) of every buffer (BatchNorm's running statistics); "float" is the model's dtype."""
+        return {f"{prefix}.{name}": spec for prefix, layer in self.modules() if hasattr(layer, "buffer_shapes")
+                for name, spec in layer.buffer_shapes().items()}
+
+    def state_names(self) -> list[str]:
+        """Every key of ``torch_vae``'s ``state_dict()`` in its order: each module's parameters, then its buffers."""
+        names = []
+        for prefix, layer in self.modules():
+            names += [f"{prefix}.{n}" for n in layer.param_shapes()]
+            names += [f"{prefix}.{n}" for n in getattr(layer, "buffer_shapes", dict)()]
+        return names
+
+    def dropout_layers(self) -> dict[str, float]:
+        """Name (``encoder.3``) -> p of every Dropout layer with p > 0: the masks a training step needs."""
+        return {prefix: layer.p for prefix, layer in self.modules() if isinstance(layer, Dropout) and layer.p > 0}
+
+    def mask_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        """Dropout layer name -> the (batch, F) shape of the keep-mask a training step feeds it."""
+        shapes = {}
+        for prefix, part, shape in (("encoder", self.encoder, self.input_shape), ("decoder", self.decoder, (self.latent,))):
+            for i, layer in enumerate(part):
+                shape = layer.output_shape(shape)
+                if isinstance(layer, Dropout) and layer.p > 0:
+                    shapes[f"{prefix}.{i}"] = (batch, *shape)
+        return shapes
+
+    def has_batchnorm(self) -> bool:
+        return any(isinstance(layer, BatchNorm1d) for _, layer in self.modules())
+
     @property
     def num_params(self) -> int:
         return sum(math.prod(s) for s in self.parameter_shapes().values())
@@ -283,7 +377,7 @@ class VAESpec:
     def to_json(self) -> dict:
         return {"name": self.name, "encoder": [layer_to_json(l) for l in self.encoder], "latent": self.latent,
                 "decoder": [layer_to_json(l) for l in self.decoder], "likelihood": self.likelihood,
-                "input_shape": list(self.input_shape)}
+                "input_shape": list(self.input_shape), "likelihood_variance": self.likelihood_variance}
 
     @classmethod
     def from_json(cls, d: dict) -> "VAESpec":
@@ -291,30 +385,63 @@ class VAESpec:
             return cls(name=str(d["name"]), encoder=tuple(layer_from_json(l) for l in d["encoder"]),
                        latent=d["latent"], decoder=tuple(layer_from_json(l) for l in d["decoder"]),
                        likelihood=d.get("likelihood", "bernoulli"),
-                       input_shape=tuple(d.get("input_shape", (INPUT_DIM,))))
+                       input_shape=tuple(d.get("input_shape", (INPUT_DIM,))),
+                       likelihood_variance=d.get("likelihood_variance", 1.0))
         except (KeyError, TypeError) as e:
             raise SpecError(f"not a VAE spec ({type(e).__name__}: {e})") from None
 
 
 # ------------------------------------------------------------ the architectures
-def mlp_spec(hidden=(512, 256), latent: int = 20, input_dim: int = INPUT_DIM) -> VAESpec:
-    """The MLP VAE: Linear+ReLU per hidden size, mirrored in the decoder, whose last Linear gives logits."""
+def _hidden_block(n_in: int, n_out: int, activation: str, batchnorm: bool, dropout: float) -> list:
+    """Linear, then BatchNorm1d (optional), the activation, Dropout (optional): one hidden layer."""
+    act = {"relu": ReLU, "tanh": Tanh}[activation]()
+    return [Linear(n_in, n_out), *([BatchNorm1d(n_out)] if batchnorm else []), act,
+            *([Dropout(dropout)] if dropout else [])]
+
+
+def check_mlp_options(activation: str = "relu", batchnorm: bool = False, dropout: float = 0.0,
+                      likelihood: str = "bernoulli", likelihood_variance: float = 1.0) -> None:
+    """SpecError naming the option that an MLP spec cannot take."""
+    if activation not in ACTIVATIONS:
+        raise SpecError(f"activation={activation!r}: expected one of {ACTIVATIONS}")
+    if not isinstance(batchnorm, (bool, np.bool_)):
+        raise SpecError(f"batchnorm={batchnorm!r}: expected True or False")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise SpecError(f"dropout={dropout!r}: expected a probability in [0, 1)")
+    if likelihood not in LIKELIHOODS:
+        raise SpecError(f"likelihood={likelihood!r}: expected one of {LIKELIHOODS}")
+
+
+def mlp_spec(hidden=(512, 256), latent: int = 20, input_dim: int = INPUT_DIM, activation: str = "relu",
+             batchnorm: bool = False, dropout: float = 0.0, likelihood: str = "bernoulli",
+             likelihood_variance: float = 1.0) -> VAESpec:
+    """The MLP VAE: per hidden size Linear, [BatchNorm1d], activation, [Dropout], mirrored in the decoder.
+
+    The decoder's last Linear gives the Bernoulli logits; with ``likelihood="gaussian"`` a
+    Sigmoid follows it, and its output is the Gaussian's mean (fixed ``likelihood_variance``).
+    """
     if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
         raise SpecError(f"hidden={hidden!r}: expected a sequence of integers >= 1, such as (512, 256)")
     hidden = tuple(_positive_int("hidden size", h) for h in hidden)
     if not hidden:
         raise SpecError("hidden=(): expected at least one hidden size, such as (512, 256)")
     latent = _positive_int("latent", latent)
+    check_mlp_options(activation, batchnorm, dropout, likelihood, likelihood_variance)
+    block = dict(activation=activation, batchnorm=bool(batchnorm), dropout=float(dropout))
     sizes = [input_dim, *hidden]
-    encoder = [layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in (Linear(n_in, n_out), ReLU())]
-    sizes = [latent, *reversed(hidden), input_dim]
-    decoder = [layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in (Linear(n_in, n_out), ReLU())]
-    return VAESpec(name="mlp", encoder=tuple(encoder), latent=latent, decoder=tuple(decoder[:-1]),
-                   input_shape=(input_dim,))
+    encoder = [layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in _hidden_block(n_in, n_out, **block)]
+    sizes = [latent, *reversed(hidden)]
+    decoder = [layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in _hidden_block(n_in, n_out, **block)]
+    decoder.append(Linear(sizes[-1], input_dim))
+    if likelihood == "gaussian":
+        decoder.append(Sigmoid())
+    return VAESpec(name="mlp", encoder=tuple(encoder), latent=latent, decoder=tuple(decoder),
+                   likelihood=likelihood, input_shape=(input_dim,), likelihood_variance=likelihood_variance)
 
 
-def conv_spec(latent: int = 20, hidden=None) -> VAESpec:
-    """The convolutional VAE (``hidden`` is ignored: its sizes are fixed)::
+def conv_spec(latent: int = 20, hidden=None, **options) -> VAESpec:
+    """The convolutional VAE (``hidden`` is ignored: its sizes are fixed; so are its layers, so the MLP's
+    ``options`` are refused unless they are the defaults, relu and bernoulli without batchnorm or dropout)::
 
         encoder  1x28x28 -> Conv2d(1, 32, 4, 2, 1) -> ReLU -> 32x14x14 -> Conv2d(32, 64, 4, 2, 1) -> ReLU
                  -> 64x7x7 -> Flatten -> 3136
@@ -322,6 +449,14 @@ def conv_spec(latent: int = 20, hidden=None) -> VAESpec:
                  -> 32x14x14 -> ConvTranspose2d(32, 1, 4, 2, 1) -> 1x28x28 logits -> Flatten -> 784
     """
     latent = _positive_int("latent", latent)
+    defaults = {"activation": "relu", "batchnorm": False, "dropout": 0.0, "likelihood": "bernoulli",
+                "likelihood_variance": 1.0}
+    for name, value in options.items():
+        if name not in defaults:
+            raise SpecError(f"conv_spec() got an unknown option {name!r}")
+        if value != defaults[name]:
+            raise SpecError(f"{name}={value!r}: the conv architecture has fixed layers ({name}={defaults[name]!r}); "
+                            f"use --arch mlp for it")
     encoder = (Unflatten((1, 28, 28)), Conv2d(1, 32, 4, 2, 1), ReLU(), Conv2d(32, 64, 4, 2, 1), ReLU(), Flatten())
     decoder = (Linear(latent, 64 * 7 * 7), ReLU(), Unflatten((64, 7, 7)), ConvTranspose2d(64, 32, 4, 2, 1), ReLU(),
                ConvTranspose2d(32, 1, 4, 2, 1), Flatten())

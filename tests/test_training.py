@@ -53,7 +53,7 @@ def test_checkpoint_loads_without_pickle_and_holds_the_whole_state(short_run):
         assert all(z[k].dtype != object for k in z.files)
     assert params["encoder.0.weight"].shape == (512, 784)
     assert optim["exp_avg"].shape == (1_082_680,) and int(optim["step"]) == 79   # ceil(10000 / 128)
-    assert meta["epoch"] == 1 and meta["step"] == 79 and set(meta["rng"]) == {"shuffle", "noise"}
+    assert meta["epoch"] == 1 and meta["step"] == 79 and set(meta["rng"]) == {"shuffle", "noise", "dropout", "binarize"}
 
 
 def test_training_into_an_occupied_run_folder_is_refused(short_run):

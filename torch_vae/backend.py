@@ -19,7 +19,8 @@ import torch
 
 from numpy_vae.backends.interface import NonFiniteError
 from numpy_vae.config import ConfigError
-from numpy_vae.inputs import check_images, check_latent, check_noise
+from numpy_vae.inputs import InputError, check_images, check_latent, check_noise
+from numpy_vae.streams import draw_masks
 
 from .convert import to_numpy, to_torch
 from .model import build_model, torch_dtype
@@ -46,16 +47,18 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
-                 clip_grad_norm: float | None = None, device: str = "cpu"):
+                 clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8):
         self.device = resolve_device(device)
         config = dict(model_config)
         self.dtype = np.dtype(config.pop("dtype", np.float32))
         self.model = build_model(**config, dtype=torch_dtype(self.dtype), seed=seed, device=self.device)
         self.params = list(self.model.parameters())
         # foreach=False: the single-tensor loop (torch's default on CPU), whose arithmetic NumPy's Adam copies.
-        self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay, foreach=False)
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, eps=adam_eps, weight_decay=weight_decay, foreach=False)
         self.clip_grad_norm = clip_grad_norm
         self.param_shapes = self.model.spec.parameter_shapes()
+        self.state_shapes = {n: tuple(t.shape) for n, t in self.model.state_dict().items()}
+        self._dropout = self.model.spec.dropout_layers()
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=self.dtype)).to(self.device)
@@ -68,12 +71,38 @@ class TorchBackend:
         x = check_images(x, self.model.input_dim, self.dtype)
         return self._tensor(x), self._tensor(check_noise(eps, x.shape[0], self.model.latent, self.dtype))
 
+    def _masks(self, masks, batch: int) -> dict[str, torch.Tensor] | None:
+        """The Dropout keep-masks as tensors, checked as numpy_vae checks them."""
+        if not self._dropout:
+            return None
+        if masks is None:
+            raise InputError(f"masks: this model has Dropout layers {sorted(self._dropout)}; training needs their "
+                             f"keep-masks (backend.draw_masks(rng, batch))")
+        shapes = self.model.spec.mask_shapes(batch)
+        if not isinstance(masks, dict) or set(masks) != set(shapes):
+            raise InputError(f"masks: expected a dict with keys {sorted(shapes)}")
+        out = {}
+        for name, shape in shapes.items():
+            m = np.asarray(masks[name])
+            if m.shape != shape or not ((m == 0) | (m == 1)).all():
+                raise InputError(f"masks[{name!r}]: expected a {shape} array of 0s and 1s, got shape {m.shape}")
+            out[name] = self._tensor(m)
+        return out
+
     # ------------------------------------------------------------- training
-    def train_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
-        """One Adam step on the batch; returns (loss, recon, kl) of the batch before the step."""
+    def draw_masks(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray] | None:
+        """Dropout keep-masks for one step from ``rng``, the same draw NumpyBackend makes (None without Dropout)."""
+        return draw_masks(self.model.spec, rng, batch, self.dtype) if self._dropout else None
+
+    def train_step(self, x: np.ndarray, eps: np.ndarray, masks=None) -> tuple[float, float, float]:
+        """One Adam step on the batch (training mode); returns (loss, recon, kl) of the batch before the step."""
         x, eps = self._batch(x, eps)
+        masks = self._masks(masks, x.shape[0])
+        if x.shape[0] < 2 and self.model.spec.has_batchnorm():
+            raise InputError(f"x: a batch of {x.shape[0]}; BatchNorm1d in training needs at least 2 samples")
+        self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.model(x, eps)
+        out = self.model(x, eps, masks)
         loss = float(out["loss"].detach())
         if not math.isfinite(loss):
             raise NonFiniteError(f"loss is {loss}")
@@ -95,16 +124,22 @@ class TorchBackend:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def set_beta(self, beta: float) -> None:
+        """The KL weight of the following steps (the warm-up moves it)."""
+        self.model.beta = float(beta)
+
     # ------------------------------------------------------------ inference
     @torch.no_grad()
     def evaluate(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
-        """(loss, recon, kl) batch means, no update."""
+        """(loss, recon, kl) batch means in evaluation mode, no update."""
+        self.model.eval()
         out = self.model(*self._batch(x, eps))
         return float(out["loss"]), float(out["recon"]), float(out["kl"])
 
     @torch.no_grad()
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x (B, 784) -> mu (B, L), logvar (B, L)."""
+        self.model.eval()
         mu, logvar = self.model.encode(self._images(x))
         return mu.cpu().numpy(), logvar.cpu().numpy()
 
@@ -115,11 +150,13 @@ class TorchBackend:
     @torch.no_grad()
     def decode(self, z: np.ndarray) -> np.ndarray:
         """z (B, L) -> pixel probabilities (B, 784)."""
+        self.model.eval()
         return self.model.decode(self._latent(z), probs=True).cpu().numpy()
 
     @torch.no_grad()
     def decode_logits(self, z: np.ndarray) -> np.ndarray:
-        """z (B, L) -> Bernoulli logits (B, 784)."""
+        """z (B, L) -> the decoder's output (B, 784): Bernoulli logits, or the gaussian's mean."""
+        self.model.eval()
         return self.model.decode(self._latent(z)).cpu().numpy()
 
     # ---------------------------------------------------------------- state

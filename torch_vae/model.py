@@ -4,8 +4,13 @@
     fc_mu      nn.Linear(H, L)                                   h -> mu (B, L)
     fc_logvar  nn.Linear(H, L)                                   h -> logvar (B, L)
     sample     z = mu + eps * exp(logvar / 2), eps (B, L) passed in
-    decoder    nn.Sequential of the spec's decoder layers        z -> logits (B, 784)
-    loss       mean_B [ BernoulliNLL(logits, x) + beta * KL(N(mu, e^logvar) || N(0, I)) ]
+    decoder    nn.Sequential of the spec's decoder layers        z -> out (B, 784): logits, or the Gaussian's mean
+    loss       mean_B [ NLL(out, x) + beta * KL(N(mu, e^logvar) || N(0, I)) ]
+
+BatchNorm1d and Dropout are torch's own modules (train/eval as usual).  A Dropout
+layer in training takes the keep-mask passed in ``masks`` (name -> (B, F) tensor of
+0s and 1s), exactly as numpy_vae does, so both can be fed the same draw; without a
+mask it draws its own from torch's generator (plain torch use).
 
 so ``state_dict()`` keys are exactly ``numpy_vae``'s ``model.params`` keys
 (``encoder.0.weight`` ... ``decoder.4.bias``), in the same order, with the same
@@ -14,6 +19,8 @@ initialized by building the NumPy model with the same seed and copying its
 parameters in, so both implementations start from the same point.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -58,6 +65,12 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
 
 
+def gaussian_nll(mean: torch.Tensor, x: torch.Tensor, variance: float) -> torch.Tensor:
+    """-log N(x | mean, variance I) summed over pixels, with its constant: mean, x (B, D) -> (B,)."""
+    r = mean - x
+    return (0.5 / variance) * (r * r).sum(1) + 0.5 * x.shape[1] * math.log(2 * math.pi * variance)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims: mu, logvar (B, L) -> (B,).
 
@@ -81,6 +94,10 @@ def build_layer(layer, **kw) -> nn.Module:
         return nn.Flatten()
     if isinstance(layer, specs.Unflatten):
         return nn.Unflatten(1, layer.shape)
+    if isinstance(layer, specs.BatchNorm1d):
+        return nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum, **kw)
+    if isinstance(layer, specs.Dropout):
+        return nn.Dropout(layer.p)
     if isinstance(layer, specs.ReLU):
         return nn.ReLU()
     if isinstance(layer, specs.Sigmoid):
@@ -106,43 +123,62 @@ class TorchVAE(nn.Module):
         self.fc_logvar = build_layer(logvar_spec, **kw)
         self.decoder = nn.Sequential(*(build_layer(layer, **kw) for layer in spec.decoder))
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _run(part: nn.Sequential, prefix: str, x: torch.Tensor, masks) -> torch.Tensor:
+        """The Sequential ``part``, its Dropout layers in training taking their mask from ``masks`` when given."""
+        for i, module in enumerate(part):
+            name = f"{prefix}.{i}"
+            if isinstance(module, nn.Dropout) and module.training and masks is not None and name in masks:
+                x = x * (masks[name].to(x.dtype) * (1.0 / (1.0 - module.p)))     # numpy_vae's Dropout, op for op
+            else:
+                x = module(x)
+        return x
+
+    def encode(self, x: torch.Tensor, masks=None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 784) -> mu (B, L), logvar (B, L)."""
-        h = self.encoder(x)
+        h = self._run(self.encoder, "encoder", x, masks)
         return self.fc_mu(h), self.fc_logvar(h)
 
-    def decode(self, z: torch.Tensor, probs: bool = False) -> torch.Tensor:
-        """z (B, L) -> logits (B, 784), or pixel probabilities when ``probs``."""
-        logits = self.decoder(z)
-        return torch.sigmoid(logits) if probs else logits
+    def decode(self, z: torch.Tensor, probs: bool = False, masks=None) -> torch.Tensor:
+        """z (B, L) -> the decoder's output (B, 784), logits or the gaussian's mean; with ``probs`` the
+        likelihood's mean (pixel probabilities, or the gaussian's mean)."""
+        out = self._run(self.decoder, "decoder", z, masks)
+        return torch.sigmoid(out) if probs and self.spec.likelihood == "bernoulli" else out
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The spec's likelihood: -log p(x | decoder output), per sample (B,)."""
+        if self.spec.likelihood == "gaussian":
+            return gaussian_nll(out, x, self.spec.likelihood_variance)
+        return bernoulli_nll(out, x)
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor, masks=None) -> dict[str, torch.Tensor]:
         """Negative ELBO of a batch, as ``numpy_vae.VAE.forward``.
 
-        x (B, 784) in [0, 1], eps (B, L).  Returns ``loss`` (batch mean of
-        per-sample nll + beta * kl), ``recon`` and ``kl`` (their batch means),
-        ``logits`` (B, 784), ``mu``, ``logvar``, ``z`` (B, L).
+        x (B, 784) in [0, 1], eps (B, L), ``masks`` the Dropout keep-masks by layer name.
+        Returns ``loss`` (batch mean of per-sample nll + beta * kl), ``recon`` and ``kl``
+        (their batch means), ``logits`` (B, 784: the decoder's output), ``mu``, ``logvar``, ``z`` (B, L).
         """
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, masks)
         z = reparameterize(mu, logvar, eps)
-        logits = self.decode(z)
-        recon, kl = bernoulli_nll(logits, x), gaussian_kl(mu, logvar)
+        logits = self.decode(z, masks=masks)
+        recon, kl = self.nll(logits, x), gaussian_kl(mu, logvar)
         return {"loss": (recon + self.beta * kl).mean(), "recon": recon.mean(), "kl": kl.mean(),
                 "logits": logits, "mu": mu, "logvar": logvar, "z": z}
 
 
 def build_model(arch: str = "mlp", latent: int = 20, hidden=(512, 256), beta: float = 1.0,
                 dtype: torch.dtype = torch.float32, seed: int | np.random.Generator = 0,
-                device="cpu") -> TorchVAE:
+                device="cpu", **options) -> TorchVAE:
     """``numpy_vae.build_model``'s twin: same arguments (dtype a torch dtype) plus ``device``.
 
-    The weights are those ``numpy_vae.build_model`` draws with the same seed, bit for bit.
+    The weights (and BatchNorm's buffers) are those ``numpy_vae.build_model`` makes with the same seed,
+    bit for bit.
     """
     tdtype = torch_dtype(dtype)
     reference = numpy_vae.build_model(arch, latent=latent, hidden=hidden, beta=beta,
-                                      dtype=numpy_dtype(tdtype), seed=seed)
+                                      dtype=numpy_dtype(tdtype), seed=seed, **options)
     # Built on the meta device (no memory, no throw-away init), then given storage and the NumPy weights.
     module = TorchVAE(reference.spec, beta=reference.beta, dtype=tdtype, device="meta")
     module.to_empty(device=device)
-    to_torch(reference.params, module)
+    to_torch(reference.state_dict(), module)
     return module

@@ -39,7 +39,7 @@ import torch
 
 import numpy_vae
 from numpy_vae.backends import NumpyBackend
-from numpy_vae.streams import draw_eps, noise_stream, synthetic_stream
+from numpy_vae.streams import draw_eps, dropout_stream, noise_stream, synthetic_stream
 
 from .backend import TorchBackend
 from .convert import to_torch
@@ -124,20 +124,45 @@ def _with_kl_rounding(row: Row, kl_abs: float, value: float) -> Row:
 
 
 # ----------------------------------------------------------------- section 1
-def compare_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu") -> tuple[list[Row], dict]:
+def biases_before_batchnorm(spec) -> list[str]:
+    """The biases of Linear layers that a BatchNorm1d follows.  In training the batch mean removes them,
+    so their gradient is 0 in exact arithmetic and what either backend computes is rounding noise."""
+    names = []
+    for prefix, part in (("encoder", spec.encoder), ("decoder", spec.decoder)):
+        for i, (layer, after) in enumerate(zip(part[:-1], part[1:])):
+            if type(layer).__name__ == "Linear" and type(after).__name__ == "BatchNorm1d":
+                names.append(f"{prefix}.{i}.bias")
+    return names
+
+
+def _noise_row(row: Row, numpy_value, torch_value, scale: float) -> Row:
+    """A gradient that is 0 in exact arithmetic: both must be rounding-small against ``scale``
+    (the norm of its layer's weight gradient); rel.err is then max(||numpy||, ||torch||) / scale."""
+    if isinstance(torch_value, torch.Tensor):
+        torch_value = torch_value.detach().cpu().numpy()
+    row.rel_err = max(_norm(np.asarray(numpy_value, np.float64)), _norm(np.asarray(torch_value, np.float64))) / scale
+    row.name += " (0 in exact arithmetic: BatchNorm follows)"
+    return row
+
+
+def compare_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu", masks=None) -> tuple[list[Row], dict]:
     """Forward and backward of the NumPy model ``ref`` and its torch twin ``port`` on x (B, 784), eps (B, L).
 
-    Rows: loss, recon, kl, mu, logvar, z, logits, grad x, then grad of every parameter in
-    state_dict order (NumPy's hand-written backward against ``torch.autograd.grad``).  kl and
-    loss are held to the KL's rounding level where that is coarser (:func:`kl_rounding`).
+    Both in the same mode (``ref.training`` is copied to ``port``); ``masks`` are the Dropout
+    keep-masks both are fed in training.  Rows: loss, recon, kl, mu, logvar, z, logits, grad x,
+    then grad of every parameter in state_dict order (NumPy's hand-written backward against
+    ``torch.autograd.grad``), then every buffer after the forward (BatchNorm's running statistics).
+    kl and loss are held to the KL's rounding level where that is coarser (:func:`kl_rounding`).
     Returns (rows, NumPy's forward outputs).
     """
     dtype = ref.dtype
     tol = GRAD_TOL[dtype.name]
-    out_np = ref.forward(x, eps)
+    port.train(ref.training)
+    out_np = ref.forward(x, eps, masks)
     grads_np, dx_np = ref.backward()
     xt = torch.tensor(np.asarray(x, dtype), device=device, requires_grad=True)
-    out_t = port(xt, torch.tensor(np.asarray(eps, dtype), device=device))
+    masks_t = None if masks is None else {k: torch.tensor(np.asarray(v, dtype), device=device) for k, v in masks.items()}
+    out_t = port(xt, torch.tensor(np.asarray(eps, dtype), device=device), masks_t)
     names = [n for n, _ in port.named_parameters()]
     if names != list(grads_np):
         raise ValueError(f"the two models' parameters differ: {names} and {list(grads_np)}")
@@ -147,26 +172,36 @@ def compare_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu") -> t
     _with_kl_rounding(rows[2], kl_abs, float(out_t["kl"].detach()))
     _with_kl_rounding(rows[0], ref.beta * kl_abs, float(out_t["loss"].detach()))
     rows.append(compare("grad x", dx_np, grads_t[0], tol))
-    rows += [compare(f"grad {n}", grads_np[n], g, tol) for n, g in zip(names, grads_t[1:])]
+    noise = set(biases_before_batchnorm(ref.spec)) if ref.training else set()
+    by_name = dict(zip(names, grads_t[1:]))
+    for n, g in by_name.items():
+        row = compare(f"grad {n}", grads_np[n], g, tol)
+        if n in noise:
+            row = _noise_row(row, grads_np[n], g, max(_norm(by_name[n[:-len("bias")] + "weight"].detach().cpu().numpy()),
+                                                      np.finfo(np.float64).tiny))
+        rows.append(row)
+    state_t = port.state_dict()
+    rows += [compare(f"buffer {n}", b, state_t[n], tol) for n, b in ref.buffers.items()]
     return rows, out_np
 
 
 def gradient_rows(model_config: dict, x: np.ndarray, eps: np.ndarray, seed: int = 0,
-                  device="cpu", params: dict | None = None) -> list[Row]:
-    """:func:`compare_models` on two fresh models of ``model_config``.
+                  device="cpu", params: dict | None = None, training: bool = True) -> list[Row]:
+    """:func:`compare_models` on two fresh models of ``model_config``, in training (or evaluation) mode.
 
-    model_config: build_model's arch/latent/hidden/beta/dtype (dtype a NumPy dtype);
-    x (B, 784) in [0, 1]; eps (B, L).  Weights: ``params`` if given, else the
-    seed's initialization (the same in both, bit for bit).
+    model_config: build_model's arch/latent/hidden/beta/dtype and MLP options (dtype a NumPy dtype);
+    x (B, 784) in [0, 1]; eps (B, L).  Weights: ``params`` if given, else the seed's initialization
+    (the same in both, bit for bit).  Dropout masks are drawn from ``dropout_stream(seed)``.
     """
     config = dict(model_config)
     dtype = np.dtype(config.pop("dtype"))
-    ref = numpy_vae.build_model(**config, dtype=dtype, seed=seed)
+    ref = numpy_vae.build_model(**config, dtype=dtype, seed=seed).train(training)
     mod = build_model(**config, dtype=torch_dtype(dtype), seed=seed, device=device)
     if params is not None:
         ref.load_params(params)
         to_torch(params, mod)
-    return compare_models(ref, mod, x, eps, device)[0]
+    masks = ref.draw_masks(dropout_stream(seed), len(x)) if training and ref.dropout_p else None
+    return compare_models(ref, mod, x, eps, device, masks)[0]
 
 
 # ----------------------------------------------------------------- section 2
@@ -185,8 +220,9 @@ def train_both(model_config: dict, batches: list[np.ndarray], seed: int = 0, dev
     for b in backends:
         if params is not None:
             b.set_params(params)
-        rng = noise_stream(seed)
-        losses.append([b.train_step(x, draw_eps(rng, len(x), model_config["latent"], dtype))[0] for x in batches])
+        rng, masks = noise_stream(seed), dropout_stream(seed)
+        losses.append([b.train_step(x, draw_eps(rng, len(x), model_config["latent"], dtype),
+                                    b.draw_masks(masks, len(x)))[0] for x in batches])
     return backends[0], backends[1], losses
 
 

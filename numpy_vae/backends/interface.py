@@ -27,15 +27,21 @@ class Backend(Protocol):
 
     name: str
     dtype: np.dtype
-    param_shapes: dict[str, tuple[int, ...]]     # state_dict() order
+    param_shapes: dict[str, tuple[int, ...]]     # the parameters, state_dict() order
+    state_shapes: dict[str, tuple[int, ...]]     # parameters and buffers (BatchNorm's statistics), state_dict() order
 
-    def train_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
-        """One optimizer step; (loss, recon, kl) of the batch before it.  NonFiniteError on NaN/inf."""
+    def draw_masks(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray] | None:
+        """Dropout keep-masks for one step (layer name -> (B, F) of 0s and 1s), None without Dropout."""
+
+    def train_step(self, x: np.ndarray, eps: np.ndarray, masks=None) -> tuple[float, float, float]:
+        """One optimizer step in training mode; (loss, recon, kl) of the batch before it.  NonFiniteError on NaN/inf."""
 
     def set_lr(self, lr: float) -> None: ...
 
+    def set_beta(self, beta: float) -> None: ...
+
     def evaluate(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
-        """(loss, recon, kl) batch means, no update."""
+        """(loss, recon, kl) batch means in evaluation mode, no update."""
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """mu (B, L), logvar (B, L)."""
@@ -44,10 +50,10 @@ class Backend(Protocol):
         """Pixel probabilities (B, 784)."""
 
     def decode_logits(self, z: np.ndarray) -> np.ndarray:
-        """Bernoulli logits (B, 784)."""
+        """The decoder's output (B, 784): Bernoulli logits, or the gaussian's mean."""
 
     def get_params(self) -> dict[str, np.ndarray]:
-        """Fresh copies, named as state_dict() keys."""
+        """Fresh copies of parameters and buffers, named as state_dict() keys."""
 
     def set_params(self, params: dict[str, np.ndarray]) -> None: ...
 

@@ -14,19 +14,26 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
-                 clip_grad_norm: float | None = None, device: str = "cpu"):
+                 clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8):
         if device != "cpu":
             raise ValueError(f"the numpy backend runs on the CPU only; got --device {device} (use --backend torch)")
         self.model = build_model(**model_config, seed=seed)
-        self.optimizer = Adam(self.model.flat, lr=lr, weight_decay=weight_decay)
+        self.optimizer = Adam(self.model.flat, lr=lr, eps=adam_eps, weight_decay=weight_decay)
         self.clip_grad_norm = clip_grad_norm
         self.dtype = self.model.dtype
         self.param_shapes = self.model.spec.parameter_shapes()
+        self.state_shapes = {**self.param_shapes, **{n: s for n, (s, _) in self.model.spec.buffer_shapes().items()}}
+        self.state_shapes = {n: self.state_shapes[n] for n in self.model.spec.state_names()}
 
     # ------------------------------------------------------------- training
-    def train_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
-        """One Adam step on the batch; returns (loss, recon, kl) of the batch before the step."""
-        loss, recon, kl = self.model.loss(x, eps)
+    def draw_masks(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray] | None:
+        """Dropout keep-masks for one step from ``rng`` (None for a model without Dropout)."""
+        return self.model.draw_masks(rng, batch) if self.model.dropout_p else None
+
+    def train_step(self, x: np.ndarray, eps: np.ndarray, masks=None) -> tuple[float, float, float]:
+        """One Adam step on the batch (training mode); returns (loss, recon, kl) of the batch before the step."""
+        self.model.train()
+        loss, recon, kl = self.model.loss(x, eps, masks)
         loss = float(loss)
         if not math.isfinite(loss):
             raise NonFiniteError(f"loss is {loss}")
@@ -46,9 +53,14 @@ class NumpyBackend:
     def set_lr(self, lr: float) -> None:
         self.optimizer.lr = lr
 
+    def set_beta(self, beta: float) -> None:
+        """The KL weight of the following steps (the warm-up moves it)."""
+        self.model.beta = float(beta)
+
     # ------------------------------------------------------------ inference
     def evaluate(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
-        """(loss, recon, kl) batch means, no update."""
+        """(loss, recon, kl) batch means in evaluation mode, no update."""
+        self.model.eval()
         loss, recon, kl = self.model.loss(x, eps)
         return float(loss), float(recon), float(kl)
 
@@ -66,7 +78,8 @@ class NumpyBackend:
 
     # ---------------------------------------------------------------- state
     def get_params(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.model.params.items()}
+        """Copies of the parameters and buffers, named and ordered as torch's ``state_dict()``."""
+        return self.model.state_dict()
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         self.model.load_params(params)

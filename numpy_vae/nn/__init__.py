@@ -6,7 +6,7 @@
     activations.py     ReLU, Sigmoid, Tanh, sigmoid()
     batchnorm.py       BatchNorm1d                      batch statistics in training, running ones in evaluation
     dropout.py         Dropout                          the keep-mask is an input
-    losses.py          BernoulliNLL (from logits), GaussianKL (to N(0, I))
+    losses.py          BernoulliNLL (from logits), GaussianNLL (fixed variance), GaussianKL (to N(0, I))
     reparameterize.py  Reparameterize                   z = mu + eps exp(logvar / 2)
     head.py            GaussianHead                     fc_mu and fc_logvar as one matmul
     container.py       Sequential
@@ -23,9 +23,9 @@ from .conv import Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .head import GaussianHead
 from .linear import Linear
-from .losses import BernoulliNLL, GaussianKL
+from .losses import BernoulliNLL, GaussianKL, GaussianNLL
 from .reparameterize import Reparameterize
 from .reshape import Flatten, Unflatten
 
-__all__ = ["BatchNorm1d", "BernoulliNLL", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GaussianHead", "GaussianKL",
+__all__ = ["BatchNorm1d", "BernoulliNLL", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GaussianHead", "GaussianKL", "GaussianNLL",
            "Linear", "ReLU", "Reparameterize", "Sequential", "Sigmoid", "Tanh", "Unflatten", "sigmoid"]

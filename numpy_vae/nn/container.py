@@ -35,10 +35,11 @@ class Sequential:
             x = layer(x)
         return x
 
-    def forward(self, x: np.ndarray):
+    def forward(self, x: np.ndarray, masks: dict[int, np.ndarray] | None = None):
+        """``masks``: layer index -> the noise that layer's forward takes (Dropout's keep-mask)."""
         backwards = []
-        for layer in self.layers:
-            x, backward = layer.forward(x)
+        for i, layer in enumerate(self.layers):
+            x, backward = layer.forward(x, masks[i]) if masks and i in masks else layer.forward(x)
             backwards.append(backward)
 
         # Without dx, the leading reshapes are skipped and the first layer that computes is told so

@@ -5,9 +5,12 @@ dimensions; the model takes the batch mean.  The backward closure takes the
 gradient of the final scalar with respect to those per-sample values, (B,).
 
 Derivations: docs/gradients.md#bernoulli-negative-log-likelihood-from-logits,
+docs/gradients.md#gaussian-negative-log-likelihood-fixed-variance,
 docs/gradients.md#gaussian-kl-to-the-standard-normal
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -45,6 +48,45 @@ class BernoulliNLL:
             return dlogits, (-logits * d if need_dx else None)
 
         return elementwise.sum(axis=1), backward
+
+
+class GaussianNLL:
+    """Negative log-density of x under N(mean, variance I), the variance fixed, with its full constant.
+
+    forward:  mean (B, D), x (B, D) -> nll (B,), and its backward closure
+    backward: dnll (B,) -> dmean (B, D), dx (B, D) (None with ``need_dx=False``)
+
+    With variance 1/2 the data term is the summed squared error (the "MSE" VAE); the
+    constant D/2 log(2 pi variance) keeps the nats an honest (continuous) density.
+    Derivation: docs/gradients.md#gaussian-negative-log-likelihood-fixed-variance
+    """
+
+    def __init__(self, variance: float = 1.0):
+        if not (math.isfinite(variance) and variance > 0):
+            raise ValueError(f"GaussianNLL: variance must be a finite number > 0, got {variance!r}")
+        self.variance = float(variance)
+
+    @staticmethod
+    def mean(out: np.ndarray) -> np.ndarray:
+        """The decoder's output is the mean itself."""
+        return out
+
+    def constant(self, features: int) -> float:
+        """D/2 log(2 pi variance), the part of the nll that no parameter moves."""
+        return 0.5 * features * math.log(2 * math.pi * self.variance)
+
+    # nll = 1/(2 var) sum_d (x - mean)^2 + D/2 log(2 pi var)
+    def forward(self, mean: np.ndarray, x: np.ndarray):
+        r = mean - x
+        inv_var = mean.dtype.type(1.0 / self.variance)
+        nll = (0.5 * inv_var) * np.einsum("bd,bd->b", r, r) + mean.dtype.type(self.constant(mean.shape[1]))
+
+        # dnll/dmean = (mean - x) / var,   dnll/dx = -(mean - x) / var
+        def backward(dnll: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+            dmean = r * (inv_var * dnll[:, None])
+            return dmean, (-dmean if need_dx else None)
+
+        return nll, backward
 
 
 class GaussianKL:

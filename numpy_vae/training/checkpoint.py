@@ -271,6 +271,10 @@ def check_params(params: dict[str, np.ndarray], expected: dict[str, tuple[int, .
         value = params[name]
         if tuple(value.shape) != tuple(shape):
             raise CheckpointError(f"{source}: parameter {name} has shape {tuple(value.shape)}, the model expects {tuple(shape)}")
+        if name.endswith(".num_batches_tracked"):          # BatchNorm's batch counter, torch's int64
+            if value.dtype.kind not in "iu" or (value < 0).any():
+                raise CheckpointError(f"{source}: buffer {name} is {value.dtype} {value}, expected an integer >= 0")
+            continue
         if value.dtype not in (np.float32, np.float64):
             raise CheckpointError(f"{source}: parameter {name} has dtype {value.dtype}, expected float32 or float64")
         if dtype is not None and value.dtype != np.dtype(dtype):

@@ -1,14 +1,16 @@
 """The training loop, shared by both backends.
 
 Everything random is drawn here, in NumPy, from explicit Generators seeded by
-the run's seed: the shuffle of each epoch and the noise ``eps`` of each step.
+the run's seed (``numpy_vae.streams``): the shuffle of each epoch, the noise
+``eps`` of each step, the Dropout keep-masks and the dynamic binarization.
 So the NumPy and the torch backend see the same batches and the same noise,
 and a resumed run sees exactly what the uninterrupted run would have seen.
 
 A run folder ``runs/NAME/`` receives::
 
     config.json     the full configuration
-    metrics.csv     one row per epoch: train and test loss, recon, kl, seconds
+    metrics.csv     one row per epoch: train loss (the objective, beta-weighted), test loss (the negative
+                    ELBO, beta 1), recon, kl, lr, beta, seconds
     last.npz        checkpoint after the latest epoch (the final one once the run ends)
     best.npz        checkpoint of the epoch with the lowest test loss
 
@@ -37,7 +39,8 @@ from tqdm.auto import tqdm
 from ..backends import make_backend
 from ..config import ConfigError, TrainConfig, validate_config
 from ..data import MnistDataError, fetch_mnist, load_mnist
-from ..streams import draw_eps, eval_noise_stream, noise_stream, shuffle_stream
+from ..streams import (binarize, binarize_stream, draw_eps, dropout_stream, eval_noise_stream, noise_stream,
+                       shuffle_stream, static_binarize_stream, test_binarize_stream)
 from .checkpoint import CheckpointError, check_optimizer_state, check_params, remove_stale_temporaries, \
     save_checkpoint
 from .run_folder import RunLock, new_run_dir, point_latest_at, read_resume_state, write_config, write_metrics
@@ -49,20 +52,47 @@ class TrainingError(RuntimeError):
     """Training stopped; the message says at which step and what was kept."""
 
 
-def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+def burda_stage(epoch_index: int) -> int:
+    """i of Burda et al.'s schedule for the 0-based ``epoch_index``: stage i lasts 3^i epochs (1, 3, 9, ...)."""
+    i, end = 0, 1
+    while epoch_index >= end:
+        i += 1
+        end += 3 ** i
+    return i
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int = 1) -> float:
+    """The learning rate of 0-based ``step``.  burda: lr * 10^(-i/7) in stage i (3^i epochs each; 3,280 epochs
+    for i = 0 ... 7, Burda et al. 2015), continuing at the last stage reached beyond the run's end."""
     if config.lr_schedule == "constant":
         return config.lr
     if config.lr_schedule == "cosine":
         return config.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-    raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant' or 'cosine'")
+    if config.lr_schedule == "burda":
+        return config.lr * 10.0 ** (-burda_stage(step // steps_per_epoch) / 7)
+    raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant', 'cosine' or 'burda'")
+
+
+def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """beta at 0-based ``step``: rising linearly from 0 over ``kl_warmup_epochs`` epochs, then ``config.beta``."""
+    if not config.kl_warmup_epochs:
+        return config.beta
+    return config.beta * min(1.0, step / (config.kl_warmup_epochs * steps_per_epoch))
+
+
+def test_images(config: TrainConfig, test_x: np.ndarray) -> np.ndarray:
+    """The test set a run is scored on: grey levels, or (binarized runs) the one fixed binarization of it."""
+    return test_x if config.binarize == "none" else binarize(test_x, test_binarize_stream())
 
 
 def evaluate(backend, images: np.ndarray, seed: int, dtype, batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """Mean (loss, recon, kl) per sample over ``images``, with noise drawn afresh from ``seed``.
+    """Mean (loss, recon, kl) per sample over ``images`` in evaluation mode, with noise drawn afresh from ``seed``;
+    loss is the negative ELBO (beta 1) whatever beta training uses.
 
     The same seed gives the same noise every call, so epochs, backends and a
     reloaded checkpoint are compared on equal terms.
     """
+    backend.set_beta(1.0)
     rng = eval_noise_stream(seed)
     totals = np.zeros(3)
     for start in range(0, len(images), batch_size):
@@ -82,13 +112,17 @@ def _kept(run_dir: Path, epoch: int) -> str:
 
 
 def train(config: TrainConfig | None, resume: str | Path | None = None, progress: bool = True,
-          log=print, data_dir: str | Path | None = None) -> Path:
+          log=print, data_dir: str | Path | None = None, on_epoch=None) -> Path:
     """Train, writing the run folder; returns its path.
 
     ``resume`` continues a run folder from its last.npz, with the checkpoint's
     config (``config`` is ignored then; ``data_dir`` may point at another copy of
     MNIST).  Raises ConfigError (bad config), CheckpointError (a checkpoint that
     cannot be continued exactly), MnistDataError, or TrainingError (NaN/inf).
+
+    ``on_epoch(run_dir, row, backend, config)``, if given, is called after each epoch's
+    last.npz is written (row: that epoch's metrics): the TensorBoard writer and the
+    live page hang there.  It must not change the backend.
     """
     if resume is not None:
         run_dir = Path(resume)
@@ -107,9 +141,17 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
     test_x, _ = load_mnist(config.data_dir, "test")
     if config.train_limit:
         train_x = train_x[:config.train_limit]
+    if len(train_x) % config.batch_size == 1 and config.spec().has_batchnorm():
+        raise ConfigError(f"batch_size={config.batch_size}: {len(train_x)} images leave a last batch of 1, which "
+                          f"BatchNorm1d cannot normalize in training; pick another --batch-size")
+    if config.binarize == "static":
+        train_x = binarize(train_x, static_binarize_stream(config.seed))
+    test_x = test_images(config, test_x)
     dtype = np.dtype(config.dtype)
-    shuffle_rng = shuffle_stream(config.seed)
-    noise_rng = noise_stream(config.seed)
+    rngs = {"shuffle": shuffle_stream(config.seed), "noise": noise_stream(config.seed),
+            "dropout": dropout_stream(config.seed), "binarize": binarize_stream(config.seed)}
+    shuffle_rng, noise_rng, dropout_rng, binarize_rng = rngs.values()
+    dynamic = config.binarize == "dynamic"
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     rows: list[dict] = []
@@ -128,7 +170,10 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             backend.load_optimizer_state(optim)
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{ckpt}: the optimizer state does not fit ({e})") from None
-        for name, rng in (("shuffle", shuffle_rng), ("noise", noise_rng)):
+        needed = {"shuffle", "noise", *(["dropout"] if config.dropout else []), *(["binarize"] if dynamic else [])}
+        for name, rng in rngs.items():
+            if name not in needed and name not in meta["rng"]:
+                continue                             # a stream this run never draws from (older checkpoints lack it)
             try:
                 rng.bit_generator.state = meta["rng"][name]
             except (KeyError, TypeError, ValueError, OverflowError) as e:
@@ -160,12 +205,14 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
                        unit="batch", leave=True, dynamic_ncols=True)
             for i in bar:
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-                x = train_x[idx]
+                x = binarize(train_x[idx], binarize_rng) if dynamic else train_x[idx]
                 eps = draw_eps(noise_rng, len(idx), config.latent, dtype)
-                backend.set_lr(learning_rate(config, step, total_steps))
+                masks = backend.draw_masks(dropout_rng, len(idx))
+                backend.set_lr(learning_rate(config, step, total_steps, steps_per_epoch))
+                backend.set_beta(kl_weight(config, step, steps_per_epoch))
                 try:
                     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # checked below, by value
-                        metrics = backend.train_step(x, eps)
+                        metrics = backend.train_step(x, eps, masks)
                 except FloatingPointError as e:              # NonFiniteError, from either backend
                     bar.close()
                     raise TrainingError(f"training stopped at epoch {epoch}, step {step + 1} (batch {i + 1} of "
@@ -188,11 +235,12 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
                                     f"{test_m['loss']} (recon {test_m['recon']}, kl {test_m['kl']}). {_kept(run_dir, epoch)}")
             row = {"epoch": epoch, "train_loss": train_m[0], "train_recon": train_m[1], "train_kl": train_m[2],
                    "test_loss": test_m["loss"], "test_recon": test_m["recon"], "test_kl": test_m["kl"],
-                   "lr": learning_rate(config, step - 1, total_steps), "seconds": time.perf_counter() - t0}
+                   "lr": learning_rate(config, step - 1, total_steps, steps_per_epoch),
+                   "beta": kl_weight(config, step - 1, steps_per_epoch), "seconds": time.perf_counter() - t0}
             row = {k: (v if k == "epoch" else float(v)) for k, v in row.items()}
             rows.append(row)
             meta = {"config": config.to_json(), "epoch": epoch, "step": step, "metrics": rows,
-                    "rng": {"shuffle": shuffle_rng.bit_generator.state, "noise": noise_rng.bit_generator.state},
+                    "rng": {name: rng.bit_generator.state for name, rng in rngs.items()},
                     "backend": config.backend}
             # last.npz is the commit point: written after metrics.csv and best.npz (see the module docstring)
             write_metrics(run_dir / "metrics.csv", rows)
@@ -202,6 +250,8 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             save_checkpoint(run_dir / "last.npz", params, backend.optimizer_state(), meta)
             log(f"epoch {epoch:3d}  train loss {train_m[0]:8.3f}  test loss {test_m['loss']:8.3f} "
                 f"(recon {test_m['recon']:.3f}, kl {test_m['kl']:.3f})  {row['seconds']:.1f} s")
+            if on_epoch is not None:
+                on_epoch(run_dir, row, backend, config)
     finally:
         lock.release()
 

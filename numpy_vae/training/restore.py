@@ -72,6 +72,6 @@ def load_backend(checkpoint, backend: str = "numpy", device: str = "cpu"):
         model = make_backend(config)
     except ImportError as e:
         raise ConfigError(f"the {backend} backend cannot be loaded ({e}); use --backend numpy") from None
-    check_params(params, model.param_shapes, path)
+    check_params(params, model.state_shapes, path)
     model.set_params(params)
     return model, config, meta

@@ -22,13 +22,16 @@ from pathlib import Path
 from ..config import ConfigError, TrainConfig, validate_config
 from .checkpoint import CheckpointError, atomic_write, check_meta, load_checkpoint
 
-METRIC_FIELDS = ["epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl",
-                 "lr", "seconds"]
+#: Columns every row has (a resumable checkpoint's rows must have them); METRIC_FIELDS adds newer ones,
+#: left empty in the rows of runs written before they existed.
+REQUIRED_METRIC_FIELDS = ["epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl",
+                          "lr", "seconds"]
+METRIC_FIELDS = [*REQUIRED_METRIC_FIELDS[:-1], "beta", "seconds"]
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
@@ -63,7 +66,7 @@ def read_resume_state(run_dir: Path, data_dir) -> tuple[TrainConfig, dict, dict,
     """Read RUN_DIR/last.npz and refuse it unless a resume can continue it exactly."""
     ckpt = run_dir / "last.npz"
     params, optim, meta = load_checkpoint(ckpt)
-    check_meta(meta, ckpt, METRIC_FIELDS)
+    check_meta(meta, ckpt, REQUIRED_METRIC_FIELDS)
     try:
         config = TrainConfig.from_json(meta["config"])
         validate_config(config)
