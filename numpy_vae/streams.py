@@ -13,7 +13,7 @@ see (the batch order, eps, the evaluation noise) is defined once, here.
     dropout_stream(seed)        the Dropout keep-masks of every training step, in order
     binarize_stream(seed)       dynamic binarization: a fresh Bernoulli draw of every training batch
     static_binarize_stream(seed)  static binarization: the one draw of the training set
-    test_binarize_stream()      the fixed binarization of the test set (the same for every run and seed)
+    heldout_binarize_stream()   the fixed binarization of the test set (the same for every run and seed)
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 
 # Stream numbers.  IWAE and SYNTHETIC share 5 but never a draw: [seed, 5, i] and [seed, 5] are different seeds.
 SHUFFLE, NOISE, EVAL_NOISE, IWAE, SYNTHETIC = 1, 2, 3, 5, 5
-DROPOUT, BINARIZE, STATIC_BINARIZE, TEST_BINARIZE = 6, 7, 8, 9
+DROPOUT, BINARIZE, STATIC_BINARIZE, HELDOUT_BINARIZE = 6, 7, 8, 9
 REPORT_PARTS = {"samples": 40, "interpolations": 41, "tsne": 42, "class_samples": 43}
 
 
@@ -61,9 +61,9 @@ def static_binarize_stream(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, STATIC_BINARIZE])
 
 
-def test_binarize_stream() -> np.random.Generator:
+def heldout_binarize_stream() -> np.random.Generator:
     """Not seeded by the run: every run, and `vae evaluate`, sees the same binarized test set."""
-    return np.random.default_rng([0, TEST_BINARIZE])
+    return np.random.default_rng([0, HELDOUT_BINARIZE])
 
 
 def binarize(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -56,8 +56,8 @@ KILL_DRIVER = textwrap.dedent("""
 
     original, calls = Backend.train_step, [0]
 
-    def train_step(self, x, eps):
-        result = original(self, x, eps)
+    def train_step(self, x, eps, masks=None):
+        result = original(self, x, eps, masks)
         calls[0] += 1
         if calls[0] == kill_at:
             os.write(2, f"SIGKILL at step {calls[0]}\\n".encode())
@@ -115,9 +115,19 @@ def metrics_csv_without_seconds(path: Path) -> list[str]:
     return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(backend, mnist, tmp_path):
-    common = [*KILL_CONFIG, "--backend", backend, "--device", "cpu", "--data-dir", str(mnist),
+# The streams a run draws beyond shuffle and eps: Dropout masks, dynamic binarization; and BatchNorm's
+# running statistics (buffers in the checkpoint), a warm-up of beta.  Numpy backend only (the torch one
+# reads the same streams through the same loop).
+STOCHASTIC = ["--batchnorm", "--dropout", "0.2", "--binarize", "dynamic", "--kl-warmup-epochs", "2"]
+
+
+@pytest.mark.parametrize("backend,extra", [
+    pytest.param("numpy", [], id="numpy"),
+    pytest.param("torch", [], id="torch", marks=BACKENDS[1].marks),
+    pytest.param("numpy", STOCHASTIC, id="numpy-bn-dropout-dynamic-warmup"),
+])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(backend, extra, mnist, tmp_path):
+    common = [*KILL_CONFIG, *extra, "--backend", backend, "--device", "cpu", "--data-dir", str(mnist),
               "--runs-dir", str(tmp_path), "--no-figures"]
     t0 = time.monotonic()
     reference = subprocess.Popen(cli(*common, "--name", "reference", "--no-progress"), env=child_env(),
@@ -165,7 +175,7 @@ def poison_step(monkeypatch, at_step: int, what: str) -> None:
     """Make the NumPy backend's ``at_step``-th train_step (1-based) meet a NaN/inf of kind ``what``."""
     original, calls = NumpyBackend.train_step, {"n": 0}
 
-    def train_step(self, x, eps):
+    def train_step(self, x, eps, masks=None):
         calls["n"] += 1
         if calls["n"] == at_step and what == "loss":
             self.model.flat[0] = np.nan                   # the forward pass then computes a NaN loss
@@ -177,7 +187,7 @@ def poison_step(monkeypatch, at_step: int, what: str) -> None:
                 self.model.grad_flat[-1] = np.inf
                 return out
             self.model.backward = poisoned_backward
-        result = original(self, x, eps)
+        result = original(self, x, eps, masks)
         if calls["n"] == at_step and what == "parameter":
             self.model.flat[-1] = np.inf                   # as if the update overflowed
         return result

@@ -1,6 +1,7 @@
 """The ``vae`` command.
 
     vae train [options]          train a VAE (NumPy by default), writing runs/NAME/
+    vae sweep [--configs ...]    several configurations in a row, compared in one table and figure
     vae report RUN_DIR           diagnostic figures and report.html of a run
     vae evaluate CHECKPOINT      test negative ELBO and importance-weighted NLL
     vae data fetch [--data-dir]  get MNIST, verified against the original MD5s
@@ -17,10 +18,10 @@ import argparse
 import sys
 from importlib import metadata
 
-from . import data, evaluate, report, train
+from . import data, evaluate, report, sweep, train
 from .args import UsageError
 
-BUILTIN_COMMANDS = [train, report, evaluate, data]
+BUILTIN_COMMANDS = [train, sweep, report, evaluate, data]
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -23,6 +23,15 @@ PRESETS = {
     "mlp": {"arch": "mlp", "hidden": (512, 256), "latent": 20},   # the default model, 1,082,680 parameters
     "mlp-400": {"arch": "mlp", "hidden": (400,), "latent": 20},   # the PyTorch example's 784-400-20, 652,824
     "conv": {"arch": "conv", "latent": 20},                       # the convolutional VAE, 258,025
+    # 784-256-128 with BatchNorm1d, ReLU, Dropout(0.2) after each hidden layer, a 2-D latent: 470,804
+    "mlp-bn": {"arch": "mlp", "hidden": (256, 128), "latent": 2, "batchnorm": True, "dropout": 0.2},
+    # 784-256-64-10, decoder 10-64-256-784 + sigmoid, Gaussian likelihood with variance 1/2
+    # (so its data term is the summed squared error): 437,540
+    "mse": {"arch": "mlp", "hidden": (256, 64), "latent": 10, "likelihood": "gaussian", "likelihood_variance": 0.5},
+    # Burda et al. (2015)'s one-stochastic-layer MNIST model and schedule: 784-200-200-50 tanh, dynamically
+    # binarized data, batch 20, Adam eps 1e-4, lr 1e-3 * 10^(-i/7) for 3^i epochs, 3,280 epochs: 425,284
+    "burda": {"arch": "mlp", "hidden": (200, 200), "latent": 50, "activation": "tanh", "binarize": "dynamic",
+              "batch_size": 20, "lr": 1e-3, "lr_schedule": "burda", "adam_eps": 1e-4, "epochs": 3280},
 }
 LINEAR_PRESET = re.compile(r"linear-([1-9][0-9]*)-([1-9][0-9]*)")
 
@@ -42,8 +51,10 @@ def preset_values(name: str) -> dict:
         return {"arch": "mlp", "hidden": (int(match[1]),), "latent": int(match[2])}
     return PRESETS[name]
 # Options that set the training configuration (TrainConfig fields).
-CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "clip_grad_norm",
-                  "arch", "latent", "hidden", "beta", "dtype", "seed", "runs_dir", "name", "train_limit")
+CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "adam_eps", "weight_decay",
+                  "clip_grad_norm", "arch", "latent", "hidden", "activation", "batchnorm", "dropout", "likelihood",
+                  "likelihood_variance", "beta", "kl_warmup_epochs", "binarize", "objective", "samples", "dtype",
+                  "seed", "runs_dir", "name", "train_limit")
 
 
 def run_name(text: str) -> str:
@@ -53,9 +64,17 @@ def run_name(text: str) -> str:
     return text
 
 
+def probability(text: str) -> float:
+    """A dropout probability in [0, 1)."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    return value
+
+
 def register(sub) -> None:
-    from ..config import TrainConfig
-    from ..specs import ARCHITECTURES
+    from ..config import BINARIZATIONS, LR_SCHEDULES, OBJECTIVES, TrainConfig
+    from ..specs import ACTIVATIONS, ARCHITECTURES, LIKELIHOODS
     d = TrainConfig()
     p = sub.add_parser("train", help="train a VAE on MNIST and write a run folder",
                        description="Train a VAE on MNIST; writes runs/NAME/ with config, metrics.csv, checkpoints and "
@@ -63,15 +82,18 @@ def register(sub) -> None:
                                    "run continues exactly with --resume RUN_DIR.")
     p.add_argument("--preset", type=preset, default="default", metavar="{" + ",".join(sorted(PRESETS)) + ",linear-W-L}",
                    help="default: the standard run; quick: 1 epoch on 5000 images; mlp (784-512-256-20), mlp-400 "
-                        "(784-400-20, the PyTorch example's), conv, linear-W-L (784-W-L); options given "
-                        "explicitly win")
+                        "(784-400-20, the PyTorch example's), conv, mlp-bn (784-256-128-2 with BatchNorm and "
+                        "Dropout 0.2), mse (Gaussian likelihood), burda (Burda et al.'s 784-200-200-50 tanh on "
+                        "binarized MNIST, 3,280 epochs), linear-W-L (784-W-L); options given explicitly win")
     p.add_argument("--backend", default=None, help=f"numpy (hand-written gradients) or torch (default: {d.backend})")
     p.add_argument("--device", default=None, help=f"cpu or cuda (torch backend only; default: {d.device})")
     p.add_argument("--epochs", type=positive_int, default=None, help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: {d.batch_size}")
     p.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default: {d.lr})")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
-                   help=f"default: {d.lr_schedule}")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
+                   help=f"constant, cosine (to 0 over the run) or burda (lr 10^(-i/7) for 3^i epochs; "
+                        f"default: {d.lr_schedule})")
+    p.add_argument("--adam-eps", type=positive_float, default=None, help=f"Adam's eps (default: {d.adam_eps})")
     p.add_argument("--weight-decay", type=non_negative_float, default=None, help=f"default: {d.weight_decay}")
     p.add_argument("--clip-grad-norm", type=positive_float, default=None,
                    help="clip the global gradient norm to this value (as torch.nn.utils.clip_grad_norm_)")
@@ -80,7 +102,28 @@ def register(sub) -> None:
     p.add_argument("--latent", type=positive_int, default=None, help=f"latent dimensions (default: {d.latent})")
     p.add_argument("--hidden", type=hidden_sizes, default=None,
                    help="encoder hidden sizes, mirrored by the decoder (default: 512,256)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default=None,
+                   help=f"the MLP's hidden activation (default: {d.activation})")
+    p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="BatchNorm1d after each hidden Linear of the MLP (default: off)")
+    p.add_argument("--dropout", type=probability, default=None,
+                   help=f"Dropout(p) after each hidden activation of the MLP (default: {d.dropout})")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
+                   help="bernoulli (decoder logits) or gaussian (decoder + sigmoid is the mean, fixed variance); "
+                        f"default: {d.likelihood}")
+    p.add_argument("--likelihood-variance", type=positive_float, default=None,
+                   help=f"the gaussian likelihood's fixed variance (default: {d.likelihood_variance}; 0.5 makes its "
+                        f"data term the summed squared error)")
     p.add_argument("--beta", type=non_negative_float, default=None, help=f"weight of the KL term (default: {d.beta})")
+    p.add_argument("--kl-warmup-epochs", type=non_negative_int, default=None,
+                   help="raise beta linearly from 0 over this many epochs (default: 0, no warm-up)")
+    p.add_argument("--binarize", choices=BINARIZATIONS, default=None,
+                   help="none (grey levels as Bernoulli targets), static (one seeded draw) or dynamic (a fresh "
+                        f"draw each epoch); the test set is then one fixed binarization (default: {d.binarize})")
+    p.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="elbo, or iwae: the importance-weighted bound with --samples K (default: elbo)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="importance samples K per image for --objective iwae (default: 1)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"default: {d.dtype}")
     p.add_argument("--seed", type=non_negative_int, default=None, help=f"default: {d.seed}")
     add_data_dir(p)

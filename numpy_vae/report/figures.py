@@ -40,9 +40,14 @@ def _show(ax, mosaic: np.ndarray) -> None:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=fig.dpi)
-    _pyplot().close(fig)
-    return Path(path)
+    """Write the figure atomically (a crash leaves the old file or the new one, never half of one)."""
+    from ..training.checkpoint import atomic_write
+    path = Path(path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=fig.dpi, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        _pyplot().close(fig)
+    return path
 
 
 def save_grid(path: Path, images: np.ndarray, ncol: int, title: str | None = None,

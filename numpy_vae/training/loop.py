@@ -40,7 +40,7 @@ from ..backends import make_backend
 from ..config import ConfigError, TrainConfig, validate_config
 from ..data import MnistDataError, fetch_mnist, load_mnist
 from ..streams import (binarize, binarize_stream, draw_eps, dropout_stream, eval_noise_stream, noise_stream,
-                       shuffle_stream, static_binarize_stream, test_binarize_stream)
+                       shuffle_stream, static_binarize_stream, heldout_binarize_stream)
 from .checkpoint import CheckpointError, check_optimizer_state, check_params, remove_stale_temporaries, \
     save_checkpoint
 from .run_folder import RunLock, new_run_dir, point_latest_at, read_resume_state, write_config, write_metrics
@@ -62,8 +62,8 @@ def burda_stage(epoch_index: int) -> int:
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int = 1) -> float:
-    """The learning rate of 0-based ``step``.  burda: lr * 10^(-i/7) in stage i (3^i epochs each; 3,280 epochs
-    for i = 0 ... 7, Burda et al. 2015), continuing at the last stage reached beyond the run's end."""
+    """The learning rate of 0-based ``step``.  burda: lr * 10^(-i/7) in stage i, which lasts 3^i epochs
+    (i = 0 ... 7 fill Burda et al. 2015's 3,280 epochs; a longer run goes on to stage 8 and beyond)."""
     if config.lr_schedule == "constant":
         return config.lr
     if config.lr_schedule == "cosine":
@@ -80,9 +80,9 @@ def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return config.beta * min(1.0, step / (config.kl_warmup_epochs * steps_per_epoch))
 
 
-def test_images(config: TrainConfig, test_x: np.ndarray) -> np.ndarray:
+def scored_test_set(config: TrainConfig, test_x: np.ndarray) -> np.ndarray:
     """The test set a run is scored on: grey levels, or (binarized runs) the one fixed binarization of it."""
-    return test_x if config.binarize == "none" else binarize(test_x, test_binarize_stream())
+    return test_x if config.binarize == "none" else binarize(test_x, heldout_binarize_stream())
 
 
 def evaluate(backend, images: np.ndarray, seed: int, dtype, batch_size: int = EVAL_BATCH) -> dict[str, float]:
@@ -146,7 +146,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
                           f"BatchNorm1d cannot normalize in training; pick another --batch-size")
     if config.binarize == "static":
         train_x = binarize(train_x, static_binarize_stream(config.seed))
-    test_x = test_images(config, test_x)
+    test_x = scored_test_set(config, test_x)
     dtype = np.dtype(config.dtype)
     rngs = {"shuffle": shuffle_stream(config.seed), "noise": noise_stream(config.seed),
             "dropout": dropout_stream(config.seed), "binarize": binarize_stream(config.seed)}
@@ -163,7 +163,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             raise CheckpointError(f"{ckpt}: step {meta['step']} after epoch {meta['epoch']} does not fit "
                                   f"{steps_per_epoch} steps per epoch ({len(train_x)} images, batch "
                                   f"{config.batch_size}): the data or the checkpoint changed")
-        check_params(params, backend.param_shapes, ckpt, dtype=dtype)
+        check_params(params, backend.state_shapes, ckpt, dtype=dtype)
         check_optimizer_state(optim, backend.optimizer_state(), ckpt)
         backend.set_params(params)
         try:
