@@ -111,3 +111,26 @@ def test_batchnorm_refuses_a_last_batch_of_one(real_mnist_dir, tmp_path):
     with pytest.raises(ConfigError, match="last batch of 1"):
         train(config, progress=False, log=lambda *a: None)
     assert not (tmp_path / "bn").exists()
+
+
+@pytest.mark.parametrize("changes,test_set,note", [
+    ({"binarize": "dynamic", "activation": "tanh"}, "binarized", "binarized MNIST: one fixed Bernoulli draw"),
+    ({"likelihood": "gaussian", "likelihood_variance": 0.5}, "gaussian", "a Gaussian density on grey-level pixels"),
+    ({}, "grey", "grey levels used as Bernoulli targets"),
+])
+def test_evaluate_states_which_test_set_its_numbers_are_for(changes, test_set, note, real_mnist_dir, tmp_path,
+                                                           capsys):
+    run = train(TrainConfig(epochs=1, train_limit=200, batch_size=50, hidden=(16,), latent=2, **changes,
+                            data_dir=str(real_mnist_dir), runs_dir=str(tmp_path), name="r"),
+                progress=False, log=lambda *a: None)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "-k", "5", "--limit", "20", "--no-progress",
+                 "--data-dir", str(real_mnist_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"test set: {test_set}" in out and note in out
+    record = json.loads((run / "evaluation.json").read_text())
+    assert record["test_set"] == test_set and math.isfinite(record["iwae_nll"])
+    if test_set == "binarized":     # the same checkpoint on grey levels scores differently
+        assert main(["evaluate", str(run), "-k", "5", "--limit", "20", "--no-progress", "--no-save",
+                     "--test-set", "grey", "--data-dir", str(real_mnist_dir)]) == 0
+        assert "test set: grey" in capsys.readouterr().out

@@ -54,6 +54,17 @@ def bernoulli_log_likelihood(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
     return xa - softplus.sum(axis=-1)
 
 
+def gaussian_log_likelihood(variance: float):
+    """log p(x|z) of the fixed-variance Gaussian likelihood, as a function of (mean (..., D), x): (...,).
+
+    = -1/(2 var) sum_d (x_d - m_d)^2 - D/2 log(2 pi var), the negative of ``losses.GaussianNLL``.
+    """
+    def log_likelihood(mean: np.ndarray, x: np.ndarray) -> np.ndarray:
+        r = np.asarray(mean, np.float64) - np.asarray(x, np.float64)
+        return -0.5 / variance * (r * r).sum(axis=-1) - 0.5 * r.shape[-1] * math.log(2 * math.pi * variance)
+    return log_likelihood
+
+
 def log_prior_ratio(z: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
     """log p(z) - log q(z|x) for z = mu + exp(logvar/2) eps, summed over the last axis, in float64.
 
@@ -102,11 +113,12 @@ class Estimate:
 
 def importance_weighted_nll(encode, decode_logits, x: np.ndarray, k: int = 5000, seed: int = 0,
                             first_index: int = 0, max_rows: int = 4096, progress: bool = False,
-                            desc: str = "IWAE") -> Estimate:
+                            desc: str = "IWAE", log_likelihood=bernoulli_log_likelihood) -> Estimate:
     """The importance-weighted NLL estimate of every row of ``x`` (N, 784), with K draws each.
 
-    ``encode(x) -> (mu, logvar)`` and ``decode_logits(z) -> logits`` are the model
-    (e.g. a backend's methods).  Row i uses the Generator ``image_rng(seed, first_index + i)``.
+    ``encode(x) -> (mu, logvar)`` and ``decode_logits(z) -> the decoder's output`` are the model
+    (e.g. a backend's methods); ``log_likelihood(output, x)`` reads log p(x|z) off that output
+    (Bernoulli logits by default; :func:`gaussian_log_likelihood` for the gaussian models).  Row i uses the Generator ``image_rng(seed, first_index + i)``.
     Rows are processed ``max(1, max_rows // K)`` images at a time, and each image's
     draws in chunks of at most ``max_rows`` rows.
     """
@@ -139,7 +151,7 @@ def importance_weighted_nll(encode, decode_logits, x: np.ndarray, k: int = 5000,
                 eps = np.stack([draw_eps(r, kc, latent, mu.dtype) for r in rngs])      # (b, kc, L)
                 z = mu[:, None, :] + eps * sigma        # as Reparameterize computes it, in the model's dtype
                 logits = np.asarray(decode_logits(z.reshape(b * kc, latent))).reshape(b, kc, -1)
-                loglik = bernoulli_log_likelihood(logits, xb[:, None, :]).astype(np.float64)   # (b, kc)
+                loglik = np.asarray(log_likelihood(logits, xb[:, None, :]), np.float64)         # (b, kc)
                 logw = loglik + log_prior_ratio(z, logvar[:, None, :], eps)
                 sum_logw += logw.sum(axis=1)
                 sum_loglik += loglik.sum(axis=1)
