@@ -14,6 +14,7 @@ see (the batch order, eps, the evaluation noise) is defined once, here.
     binarize_stream(seed)       dynamic binarization: a fresh Bernoulli draw of every training batch
     static_binarize_stream(seed)  static binarization: the one draw of the training set
     heldout_binarize_stream()   the fixed binarization of the test set (the same for every run and seed)
+    live_stream(seed, part, *key)  the live page's and TensorBoard's draws: "samples", "generate", "tensorboard"
 """
 from __future__ import annotations
 

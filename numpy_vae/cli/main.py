@@ -5,6 +5,7 @@
     vae report RUN_DIR           diagnostic figures and report.html of a run
     vae evaluate CHECKPOINT      test negative ELBO and importance-weighted NLL
     vae data fetch [--data-dir]  get MNIST, verified against the original MD5s
+    vae serve RUN_DIR [--port N] a live page of a run in the browser: curves, pictures, "generate digit"
     vae parity, vae bench        from torch_vae and benchmarks (entry points)
 
 Each subcommand is a module of ``numpy_vae.cli`` with ``register(subparsers)``.
@@ -18,10 +19,10 @@ import argparse
 import sys
 from importlib import metadata
 
-from . import data, evaluate, report, sweep, train
+from . import data, evaluate, report, serve, sweep, train
 from .args import UsageError
 
-BUILTIN_COMMANDS = [train, sweep, report, evaluate, data]
+BUILTIN_COMMANDS = [train, sweep, report, evaluate, data, serve]
 
 
 class OneLineParser(argparse.ArgumentParser):

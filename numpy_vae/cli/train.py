@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .args import (UsageError, add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
                    positive_int, refuse_file_as_data_dir)
+from .serve import port_number
 
 #: Named starting points; explicit options override them.  Also ``linear-W-L``: see :func:`preset`.
 PRESETS = {
@@ -136,6 +137,12 @@ def register(sub) -> None:
                         "the result equals the uninterrupted run bit for bit (only --data-dir may be given with it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-figures", action="store_true", help="skip the figures and report at the end")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the run's live page (`vae serve`) on 127.0.0.1 while it trains; prints its URL")
+    p.add_argument("--port", type=port_number, default=None, help="port of --serve's page (default: 8000; 0: any free one)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard event files into RUN_DIR/tensorboard/ every epoch (needs the "
+                        "tensorboard extra)")
     p.set_defaults(func=run)
 
 
@@ -178,6 +185,7 @@ def run(args) -> int:
     from ..backends import available_backends
     from ..config import TrainConfig
     from ..training import train
+    from .serve import epoch_hooks
     given = [dest for dest in CONFIG_OPTIONS if getattr(args, dest) is not None]
     if args.resume is not None:
         if given or args.preset != "default":
@@ -194,8 +202,10 @@ def run(args) -> int:
         _writable_folder(run_dir, "--resume", "the resumed run writes its checkpoints there")
         if args.data_dir is not None:
             check_data_dir(args.data_dir)
-        run_dir = train(None, resume=run_dir, progress=not args.no_progress, data_dir=args.data_dir)
-        return _report(args, run_dir)
+        with epoch_hooks(args, run_dir) as on_epoch:
+            run_dir = train(None, resume=run_dir, progress=not args.no_progress, data_dir=args.data_dir,
+                            on_epoch=on_epoch)
+            return _report(args, run_dir)
 
     values = {**vars(TrainConfig()), **preset_values(args.preset), **{k: getattr(args, k) for k in given}}
     values["data_dir"] = args.data_dir if args.data_dir is not None else os.environ.get("VAE_DATA_DIR", "data")
@@ -210,7 +220,8 @@ def run(args) -> int:
                          f"with --resume {runs_dir / values['name']}, or choose another --name")
     check_data_dir(values["data_dir"])
     config = TrainConfig(**values)
-    return _report(args, train(config, progress=not args.no_progress))
+    with epoch_hooks(args) as on_epoch:
+        return _report(args, train(config, progress=not args.no_progress, on_epoch=on_epoch))
 
 
 def _report(args, run_dir: Path) -> int:
