@@ -146,6 +146,9 @@ def validate_config(config: TrainConfig) -> None:
     if config.likelihood == "gaussian" and config.binarize != "none":
         raise ConfigError(f"binarize={config.binarize!r} with likelihood='gaussian': binarized pixels are "
                           f"Bernoulli data; use --likelihood bernoulli, or --binarize none")
+    if config.objective == "iwae" and (config.beta != 1 or config.kl_warmup_epochs):
+        raise ConfigError(f"objective='iwae' with beta={config.beta}, kl_warmup_epochs={config.kl_warmup_epochs}: "
+                          f"the importance-weighted bound has no KL term to weight; use beta 1 without warm-up")
     if config.objective == "iwae" and (config.batchnorm or config.dropout):
         raise ConfigError("objective='iwae' with batchnorm or dropout: the K samples of an image would see "
                           "different batch statistics and masks; use --objective elbo for that model")

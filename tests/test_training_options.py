@@ -95,6 +95,8 @@ def test_binarization_is_bernoulli_and_seeded():
     ({"likelihood": "gaussian", "binarize": "dynamic"}, "binarize='dynamic' with likelihood='gaussian'"),
     ({"objective": "iwae", "batchnorm": True}, "objective='iwae' with batchnorm or dropout"),
     ({"adam_eps": 0.0}, "adam_eps=0.0: expected a finite number > 0"),
+    ({"objective": "iwae", "beta": 0.5}, "the importance-weighted bound has no KL term to weight"),
+    ({"objective": "iwae", "kl_warmup_epochs": 2}, "the importance-weighted bound has no KL term to weight"),
     ({"dropout": 1.0}, "dropout=1.0"),
     ({"activation": "gelu"}, "activation='gelu'"),
     ({"binarize": "yes"}, "binarize='yes'"),

@@ -20,10 +20,12 @@ import torch
 from numpy_vae.backends.interface import NonFiniteError
 from numpy_vae.config import ConfigError
 from numpy_vae.inputs import InputError, check_images, check_latent, check_noise
+from numpy_vae.objectives import check_iwae_noise
 from numpy_vae.streams import draw_masks
 
 from .convert import to_numpy, to_torch
 from .model import build_model, torch_dtype
+from .objectives import iwae_loss
 
 
 def resolve_device(device) -> torch.device:
@@ -47,7 +49,8 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
-                 clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8):
+                 clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8,
+                 objective: str = "elbo"):
         self.device = resolve_device(device)
         config = dict(model_config)
         self.dtype = np.dtype(config.pop("dtype", np.float32))
@@ -57,6 +60,7 @@ class TorchBackend:
         # CUDA alike; it keeps the parity suite's trajectory tolerances (parity_tests/test_trajectory_parity.py).
         self.optimizer = torch.optim.Adam(self.params, lr=lr, eps=adam_eps, weight_decay=weight_decay, fused=True)
         self.clip_grad_norm = clip_grad_norm
+        self.objective = objective            # "elbo", or "iwae": then eps is (B, K, L), K draws per image
         self.param_shapes = self.model.spec.parameter_shapes()
         self.state_shapes = {n: tuple(t.shape) for n, t in self.model.state_dict().items()}
         self._dropout = self.model.spec.dropout_layers()
@@ -97,6 +101,8 @@ class TorchBackend:
 
     def train_step(self, x: np.ndarray, eps: np.ndarray, masks=None) -> tuple[float, float, float]:
         """One Adam step on the batch (training mode); returns (loss, recon, kl) of the batch before the step."""
+        if self.objective == "iwae":
+            return self._iwae_step(x, eps)
         x, eps = self._batch(x, eps)
         masks = self._masks(masks, x.shape[0])
         if x.shape[0] < 2 and self.model.spec.has_batchnorm():
@@ -108,6 +114,24 @@ class TorchBackend:
         if not math.isfinite(loss):
             raise NonFiniteError(f"loss is {loss}")
         out["loss"].backward()
+        return self._update(loss, float(out["recon"].detach()), float(out["kl"].detach()))
+
+    def _iwae_step(self, x: np.ndarray, eps: np.ndarray) -> tuple[float, float, float]:
+        """The importance-weighted bound's step: eps (B, K, L), autograd through torch.logsumexp."""
+        x = check_images(x, self.model.input_dim, self.dtype)
+        xt = self._tensor(x)
+        et = self._tensor(check_iwae_noise(eps, x.shape[0], self.model.latent, self.dtype))
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_t, recon, kl = iwae_loss(self.model, xt, et)
+        loss = float(loss_t.detach())
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"loss is {loss}")
+        loss_t.backward()
+        return self._update(loss, float(recon), float(kl))
+
+    def _update(self, loss: float, recon: float, kl: float) -> tuple[float, float, float]:
+        """Clip (if asked) and take the Adam step on the gradients backward left; returns its arguments."""
         # clip_grad_norm_ is exactly these two halves; split so that a finite float32 gradient whose
         # norm overflows float32 is measured in float64 and kept, as NumpyBackend keeps it.
         grads = [p.grad for p in self.params]
@@ -119,7 +143,7 @@ class TorchBackend:
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.clip_grad_norm, norm)
         self.optimizer.step()
-        return loss, float(out["recon"].detach()), float(out["kl"].detach())
+        return loss, recon, kl
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:

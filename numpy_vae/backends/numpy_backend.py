@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from ..model import build_model
+from ..objectives import iwae_loss
 from ..nn.optimizers import Adam
 from .interface import NonFiniteError, clip_coefficient
 
@@ -14,12 +15,14 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
-                 clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8):
+                 clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8,
+                 objective: str = "elbo"):
         if device != "cpu":
             raise ValueError(f"the numpy backend runs on the CPU only; got --device {device} (use --backend torch)")
         self.model = build_model(**model_config, seed=seed)
         self.optimizer = Adam(self.model.flat, lr=lr, eps=adam_eps, weight_decay=weight_decay)
         self.clip_grad_norm = clip_grad_norm
+        self.objective = objective            # "elbo", or "iwae": then eps is (B, K, L), K draws per image
         self.dtype = self.model.dtype
         self.param_shapes = self.model.spec.parameter_shapes()
         self.state_shapes = {**self.param_shapes, **{n: s for n, (s, _) in self.model.spec.buffer_shapes().items()}}
@@ -33,11 +36,15 @@ class NumpyBackend:
     def train_step(self, x: np.ndarray, eps: np.ndarray, masks=None) -> tuple[float, float, float]:
         """One Adam step on the batch (training mode); returns (loss, recon, kl) of the batch before the step."""
         self.model.train()
-        loss, recon, kl = self.model.loss(x, eps, masks)
+        if self.objective == "iwae":
+            loss, recon, kl, backward = iwae_loss(self.model, x, eps)
+        else:
+            loss, recon, kl = self.model.loss(x, eps, masks)
+            backward = self.model.backward
         loss = float(loss)
         if not math.isfinite(loss):
             raise NonFiniteError(f"loss is {loss}")
-        self.model.backward(need_input_grad=False)
+        backward(need_input_grad=False)
         grad = self.model.grad_flat
         with np.errstate(over="ignore", invalid="ignore"):     # an overflow is handled just below
             norm = float(np.sqrt(np.dot(grad, grad)))

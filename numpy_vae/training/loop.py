@@ -80,6 +80,14 @@ def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return config.beta * min(1.0, step / (config.kl_warmup_epochs * steps_per_epoch))
 
 
+def draw_noise(rng: np.random.Generator, batch: int, config: TrainConfig, dtype) -> np.ndarray:
+    """eps of one training step: (B, L) for the ELBO, (B, K, L) for the importance-weighted bound
+    (image b's K draws are rows b K ... b K + K - 1 of one (B K, L) draw)."""
+    if config.objective == "iwae":
+        return draw_eps(rng, batch * config.samples, config.latent, dtype).reshape(batch, config.samples, -1)
+    return draw_eps(rng, batch, config.latent, dtype)
+
+
 def scored_test_set(config: TrainConfig, test_x: np.ndarray) -> np.ndarray:
     """The test set a run is scored on: grey levels, or (binarized runs) the one fixed binarization of it."""
     return test_x if config.binarize == "none" else binarize(test_x, heldout_binarize_stream())
@@ -206,7 +214,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             for i in bar:
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size]
                 x = binarize(train_x[idx], binarize_rng) if dynamic else train_x[idx]
-                eps = draw_eps(noise_rng, len(idx), config.latent, dtype)
+                eps = draw_noise(noise_rng, len(idx), config, dtype)
                 masks = backend.draw_masks(dropout_rng, len(idx))
                 backend.set_lr(learning_rate(config, step, total_steps, steps_per_epoch))
                 backend.set_beta(kl_weight(config, step, steps_per_epoch))
