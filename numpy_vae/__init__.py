@@ -3,6 +3,7 @@
     numpy_vae.nn        the math: layers, losses, the container, optimizers, gradient checking
     numpy_vae.specs     architectures as data, read by this package and by torch_vae
     numpy_vae.model     the NumPy interpreter of a spec: VAE, build_model
+    numpy_vae.objectives  the importance-weighted bound as a training objective (iwae_loss)
     numpy_vae.inputs    the checks at every model entry point (InputError)
     numpy_vae.streams   the named random streams
     numpy_vae.config    TrainConfig, ConfigError and its validation

@@ -9,6 +9,7 @@
     losses.py          BernoulliNLL (from logits), GaussianNLL (fixed variance), GaussianKL (to N(0, I))
     reparameterize.py  Reparameterize                   z = mu + eps exp(logvar / 2)
     head.py            GaussianHead                     fc_mu and fc_logvar as one matmul
+    iwae_bound.py      LogMeanExp, LogPriorRatio        the importance-weighted bound's pieces
     container.py       Sequential
     optimizers.py      Adam and SGD on one flat buffer, with torch.optim's semantics
     gradcheck.py       central finite differences
@@ -27,5 +28,5 @@ from .losses import BernoulliNLL, GaussianKL, GaussianNLL
 from .reparameterize import Reparameterize
 from .reshape import Flatten, Unflatten
 
-__all__ = ["BatchNorm1d", "BernoulliNLL", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GaussianHead", "GaussianKL", "GaussianNLL",
-           "Linear", "ReLU", "Reparameterize", "Sequential", "Sigmoid", "Tanh", "Unflatten", "sigmoid"]
+__all__ = ["BatchNorm1d", "BernoulliNLL", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GaussianHead",
+           "GaussianKL", "GaussianNLL", "Linear", "ReLU", "Reparameterize", "Sequential", "Sigmoid", "Tanh", "Unflatten", "sigmoid"]

@@ -52,8 +52,10 @@ def plot_reconstructions(path: Path, originals: np.ndarray, recons: dict[str, np
     images = np.stack(columns, axis=1).reshape(n * len(columns), -1)      # row-major: image i across columns
     mosaic = tile(images, len(columns))
     h, w = mosaic.shape
-    fig = plt.figure(figsize=(w / 40 + 0.1, h / 40 + 0.9), dpi=100)
-    ax = fig.add_axes((0.05 / (w / 40 + 0.1), 0.05 / (h / 40 + 0.9), (w / 40) / (w / 40 + 0.1), (h / 40) / (h / 40 + 0.9)))
+    scale, left, right, bottom, top = 1 / 40, 0.05, 0.9, 0.05, 0.9     # inches; top and right hold the labels
+    fw, fh = w * scale + left + right, h * scale + bottom + top
+    fig = plt.figure(figsize=(fw, fh), dpi=100)
+    ax = fig.add_axes((left / fw, bottom / fh, w * scale / fw, h * scale / fh))
     _show(ax, mosaic)
     ax.set_yticks([])
     ax.set_xticks([c * (SIDE + 1) + SIDE / 2 for c in range(len(columns))], ["test", *recons], rotation=35,
