@@ -18,6 +18,8 @@ is timed on its own with ``time.perf_counter`` around it, summed over N steps::
             optimizer  torch.optim.Adam.step()
             (CUDA: synchronized after each phase, so the phases add up to more than an
             asynchronous step; they still show which phase costs what.)
+            matmuls    (peers only, ``peers.measure_peer_breakdown``) the same products as NumPy's
+                       replay, with torch.mm on the peer's device: torch's floor
 
 Repeats are interleaved across backends by timing.py's own loop and reported twice: the
 median of each phase, and the repeat whose whole step was fastest (on a shared machine,
@@ -136,22 +138,29 @@ def _torch_phases(wrapper, pool, batch: int) -> dict:
 def measure_breakdown(backends: list[str], pool, hidden, latent: int, batch: int, repeats: int,
                       target_s: float = 0.2, settle_s: float = 0.2, seed: int = 0, matmul_peak_gflops=None) -> dict:
     """Median ms per step of every phase, per backend; see the module docstring."""
-    clocks, points = {}, []
+    clocks = {}
     for name in backends:
         wrapper = make_model(name, hidden, latent, seed=seed)
         phases = (_numpy_phases if BACKENDS[name].library == "numpy" else _torch_phases)(wrapper, pool, batch)
-        clocks[name] = PhaseClock(phases)
-        points.append(Point(key=name, step=clocks[name].step, family=BACKENDS[name].family, flops=0, batch=batch))
+        clocks[name] = (PhaseClock(phases), BACKENDS[name].family)
+    return time_phases(clocks, hidden, latent, batch, repeats, target_s, settle_s, seed, matmul_peak_gflops)
+
+
+def time_phases(clocks: dict, hidden, latent: int, batch: int, repeats: int, target_s: float = 0.2,
+                settle_s: float = 0.2, seed: int = 0, matmul_peak_gflops=None) -> dict:
+    """Time every (PhaseClock, family) of ``clocks`` interleaved; the rows of the breakdown table."""
+    points = [Point(key=name, step=clock.step, family=family, flops=0, batch=batch)
+              for name, (clock, family) in clocks.items()]
     for point in points:
         calibrate(point, target_s, warmup=2)        # warm-up: Adam's state, kernels, caches
-        clocks[point.key].reset()                   # forget what calibration spent
+        clocks[point.key][0].reset()                # forget what calibration spent
     run_interleaved(points, repeats, settle_s=settle_s, seed=seed,
-                    on_sample=lambda p: clocks[p.key].close_sample(p.n_steps))
+                    on_sample=lambda p: clocks[p.key][0].close_sample(p.n_steps))
 
     matmul_flops = forward_flops(batch, hidden, latent) + backward_flops(batch, hidden, latent)
     rows = []
-    for name in backends:
-        samples = clocks[name].samples
+    for name, (clock, _) in clocks.items():
+        samples = clock.samples
         # "fastest": the repeat whose whole step was shortest, with all its phases (the quiet
         # moment of a shared machine; unlike per-phase minima, its phases add up).
         fastest = int(np.argmin(np.sum([samples[p] for p in PHASES], axis=0)))
@@ -166,5 +175,44 @@ def measure_breakdown(backends: list[str], pool, hidden, latent: int, batch: int
                     row["matmul_pct_of_peak"] = 100 * row["matmul_gflops"] / matmul_peak_gflops
             rows.append(row)
     return {"batch": batch, "hidden": list(hidden), "latent": latent, "repeats": repeats,
-            "matmul_flops": matmul_flops, "samples_ms": {name: clocks[name].samples for name in backends},
+            "matmul_flops": matmul_flops, "samples_ms": {name: clock.samples for name, (clock, _) in clocks.items()},
             "rows": rows}
+
+
+def torch_matmul_replay(hidden, latent: int, batch: int, device):
+    """The torch counterpart of ``matmul_replay``: the step's products with torch.mm, same shapes and order.
+
+    Random float32 operands on ``device`` (the heads as one 2L-wide product, as flops.py counts them);
+    on CUDA the replay ends synchronized.
+    """
+    import torch
+    from .flops import linear_shapes
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    work = []
+    for _, n_in, n_out in linear_shapes(tuple(hidden), latent):
+        def rand(*shape):
+            return torch.rand(*shape, generator=gen).to(device)
+        work.append((rand(batch, n_in), rand(n_out, n_in), rand(batch, n_out), torch.empty(n_out, n_in, device=device),
+                     torch.empty(batch, n_out, device=device), torch.empty(batch, n_in, device=device)))
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+    def replay() -> None:
+        for x, w, _, _, y, _ in work:
+            torch.mm(x, w.t(), out=y)
+        for i in range(len(work) - 1, -1, -1):
+            x, w, dy, gw, _, dx = work[i]
+            torch.mm(dy.t(), x, out=gw)
+            if i > 0:
+                torch.mm(dy, w, out=dx)
+        sync()
+
+    return replay
+
+
+def breakdown_markdown(bd: dict) -> str:
+    """The breakdown table (report.breakdown_table) of a peers run."""
+    from .report import breakdown_table
+    return breakdown_table({"breakdown": bd}).replace(
+        "*matmuls alone*: the step's matrix products replayed",
+        "*matmuls alone* (NumPy: numpy.matmul; torch: torch.mm on the peer's device), the floor: the step's "
+        "matrix products replayed")

@@ -15,6 +15,7 @@ from numpy_vae.cli.args import (UsageError, add_data_dir, hidden_sizes, non_nega
                                 positive_float, positive_int, refuse_file_as_data_dir)
 
 BACKEND_NAMES = ["numpy-f32", "numpy-f64", "torch-cpu-f32", "torch-cuda-f32"]
+PEER_NAMES = ["numpy", "torch-default", "torch-foreach", "torch-fused", "torch-compile"]   # = peers.PEER_NAMES
 
 
 def _int_list(text: str) -> list[int]:
@@ -32,6 +33,14 @@ def _backend_list(text: str) -> list[str]:
     unknown = [n for n in names if n not in BACKEND_NAMES]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown or text!r}; choose from {','.join(BACKEND_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def _peer_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in PEER_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown peer(s) {unknown or text!r}; choose from {','.join(PEER_NAMES)}")
     return list(dict.fromkeys(names))
 
 
@@ -71,6 +80,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conv", action="store_true",
                    help="benchmark the convolutional VAE's train_step instead (NumPy vs torch, float32, batch "
                         "--scaling-batch), with a per-layer split; writes conv.json and conv.md to --out")
+    g = p.add_argument_group("peers (the headline: NumPy's train_step against the best torch; benchmarks/peers.py)")
+    g.add_argument("--peers-only", action="store_true",
+                   help="time only the peers (and their optimizer-alone and per-phase rows): writes peers.json and "
+                        "peers.md to --out and nothing else")
+    g.add_argument("--no-peers", action="store_true", help="skip the peers in a full run")
+    g.add_argument("--peers", type=_peer_list, default=None,
+                   help=f"comma-separated, from {','.join(PEER_NAMES)} (default: all)")
+    g.add_argument("--peer-batches", type=_int_list, default=None, help="batch sizes of the peers (default: 1,16,128,1024)")
+    g.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the torch peers run (default: cpu); cuda fails at once, in one line, without a GPU")
+    g.add_argument("--threads", type=positive_int, default=None,
+                   help="threads for torch (Timer num_threads), OpenBLAS (threadpoolctl) and numpy_vae's Adam "
+                        "(default: each library's own default, as `vae train` runs)")
+    g.add_argument("--no-compile", action="store_true", help="leave out the torch.compile peer")
+    g.add_argument("--compile-batches", type=_int_list, default=None,
+                   help="batches at which to time torch.compile (default: every peer batch; each compiles anew)")
+    g.add_argument("--compile-timeout", type=positive_float, default=300.0,
+                   help="seconds allowed for one torch.compile warm-up before that row is given up (default: 300)")
+    g.add_argument("--load-test", action="store_true",
+                   help="instead: the threads-under-load test (benchmarks/load.py): step times with and without a "
+                        "busy process on one core, 1 vs 2 threads; writes load.json and load.md to --out")
     p.add_argument("--out", default="bench_results", help="output folder (default: bench_results)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data picks and noise (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -120,11 +150,66 @@ def config_from_args(args):
         data_dir=args.data_dir, out=out, seed=args.seed, quick=quick, progress=not args.no_progress)
 
 
+def peer_config_from_args(args, config):
+    from .peers import DEFAULT_PEER_BATCHES, PeerConfig
+    arch = next(iter(config.archs.values()))
+    peers = args.peers or list(PEER_NAMES)
+    if args.no_compile:
+        peers = [p for p in peers if p != "torch-compile"]
+    batches = args.peer_batches or list(DEFAULT_PEER_BATCHES)
+    breakdown_batch = 128 if 128 in batches else batches[len(batches) // 2]
+    return PeerConfig(batches=batches, peers=peers, device=args.device, hidden=tuple(arch["hidden"]),
+                      latent=arch["latent"], repeats=config.repeats, target_s=config.target_s,
+                      settle_s=config.settle_s, threads=args.threads, compile_batches=args.compile_batches,
+                      compile_timeout=args.compile_timeout, breakdown=config.breakdown,
+                      breakdown_batch=breakdown_batch, seed=config.seed, data_dir=config.data_dir,
+                      progress=config.progress)
+
+
+def run_peers_and_print(args, config) -> dict:
+    from pathlib import Path
+
+    from . import peers as peers_mod
+    pc = peer_config_from_args(args, config)
+    results = peers_mod.run_peers(pc, log=print if config.progress else (lambda *a: None))
+    files = peers_mod.write(results, Path(config.out))
+    print(f"\nMachine: {results['label']}\n{results['quiet']['verdict']}\n")
+    print(peers_mod.headline_table(results))
+    for line in peers_mod.bar_lines(results):
+        print(line)
+    alone = peers_mod.alone_table(results)
+    if alone:
+        print("\n" + alone)
+    if results.get("breakdown"):
+        from .breakdown import breakdown_markdown
+        print("\n" + breakdown_markdown(results["breakdown"]))
+    if results.get("compare"):
+        print("\ntorch.utils.benchmark.Compare of the same samples:\n" + results["compare"])
+    print(f"wrote {', '.join(files.values())}")
+    return results
+
+
 def run(args) -> int:
     from .report import bar_table, breakdown_table, table
     from .runner import MODES, run_benchmarks
     config = config_from_args(args)
     t0 = time.perf_counter()
+    if args.load_test:
+        from pathlib import Path
+
+        from .load import format_load, run_load_test
+        result = run_load_test(out=Path(config.out), quick=args.quick, log=print if config.progress else
+                               (lambda *a: None), data_dir=config.data_dir)
+        print("\n" + format_load(result))
+        print(f"\nwrote {Path(config.out) / 'load.json'} and load.md in {time.perf_counter() - t0:.0f} s")
+        return 0
+    if args.peers_only or args.device == "cuda":
+        from .peers import check_device
+        check_device(args.device)          # before anything slow: one line, exit 1, without a GPU
+    if args.peers_only:
+        run_peers_and_print(args, config)
+        print(f"in {time.perf_counter() - t0:.0f} s")
+        return 0
     if args.conv:
         from pathlib import Path
 
@@ -151,7 +236,11 @@ def run(args) -> int:
     bd = breakdown_table(results)
     if bd:
         print("\n" + bd)
-    print(f"\nwrote {', '.join(results['files'].values())} in {time.perf_counter() - t0:.0f} s")
+    print(f"\nwrote {', '.join(results['files'].values())}")
+    if not args.no_peers:
+        del results
+        run_peers_and_print(args, config)
+    print(f"in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
@@ -164,6 +253,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> int:
     """``python -m benchmarks``: the same options as ``vae bench``, the same one-line errors."""
+    from numpy_vae.config import ConfigError
     from numpy_vae.data import MnistDataError
     parser = _OneLineParser(prog=prog, description="Benchmark NumPy against PyTorch; the same as `vae bench`.")
     add_arguments(parser)
@@ -173,7 +263,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> i
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, MnistDataError) as e:
+    except (UsageError, MnistDataError, ConfigError) as e:
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     except OSError as e:

@@ -117,3 +117,59 @@ def label(info: dict) -> str:
     if info.get("gpu"):
         text += f", GPU {info['gpu']}"
     return text
+
+
+# ------------------------------------------------------------ quiet-machine check
+QUIET_OTHER_CORES = 0.1     # other processes may use at most this many cores on average during the timing
+
+
+def _proc_stat_busy() -> tuple[float, float] | None:
+    """(busy seconds of all CPUs, steal seconds) since boot from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq) / ticks, steal / ticks
+
+
+class LoadMeter:
+    """How much CPU other processes used while this one timed: the benchmark's quiet-machine check.
+
+    Busy time of all CPUs (/proc/stat) minus this process's own CPU time (os.times(), children
+    included), over the wall time between ``start()`` and ``stop()``: the average number of
+    cores something else kept busy.  Steal (the hypervisor running other guests on our vCPUs) is
+    reported beside it.  Where /proc/stat is missing the numbers are None and the check says so.
+    """
+
+    def start(self) -> "LoadMeter":
+        t = os.times()
+        self._t0, self._own0, self._stat0 = time.perf_counter(), t.user + t.system + t.children_user + \
+            t.children_system, _proc_stat_busy()
+        self._load0 = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        return self
+
+    def stop(self) -> dict:
+        t = os.times()
+        wall = time.perf_counter() - self._t0
+        own = t.user + t.system + t.children_user + t.children_system - self._own0
+        stat = _proc_stat_busy()
+        out = {"wall_s": wall, "own_cpu_s": own, "load_average_at_start": self._load0,
+               "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+               "threshold_other_cores": QUIET_OTHER_CORES}
+        if stat is None or self._stat0 is None or wall <= 0:
+            out.update(other_cores=None, steal_cores=None, quiet=None,
+                       verdict="unknown (no /proc/stat): look at the IQRs")
+            return out
+        busy, steal = stat[0] - self._stat0[0], stat[1] - self._stat0[1]
+        other = max(0.0, (busy - own) / wall)
+        out.update(other_cores=other, steal_cores=steal / wall,
+                   quiet=other <= QUIET_OTHER_CORES and steal / wall <= QUIET_OTHER_CORES)
+        out["verdict"] = (f"{'quiet' if out['quiet'] else 'NOT quiet'}: other processes kept {other:.2f} cores busy "
+                          f"on average (steal {steal / wall:.2f}) while this run timed; quiet means <= "
+                          f"{QUIET_OTHER_CORES} cores")
+        return out
