@@ -57,6 +57,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     name: str | None = None
     train_limit: int | None = None   # use only the first N training images (quick runs, tests)
+    threads: int | None = None       # BLAS/OpenMP and Adam threads; None: the libraries' default
 
     def spec_options(self) -> dict:
         """The MLP options of ``numpy_vae.specs.mlp_spec`` this config sets."""
@@ -128,6 +129,8 @@ def validate_config(config: TrainConfig) -> None:
         ("dtype", config.dtype in ("float32", "float64"), "'float32' or 'float64'"),
         ("seed", integer(config.seed) and config.seed >= 0, "an integer >= 0"),
         ("train_limit", config.train_limit is None or (integer(config.train_limit) and config.train_limit >= 1),
+         "None or an integer >= 1"),
+        ("threads", config.threads is None or (integer(config.threads) and config.threads >= 1),
          "None or an integer >= 1"),
         ("backend", isinstance(config.backend, str), "a backend name"),
         ("device", isinstance(config.device, str), "a device name"),

@@ -136,3 +136,33 @@ def test_evaluate_states_which_test_set_its_numbers_are_for(changes, test_set, n
         assert main(["evaluate", str(run), "-k", "5", "--limit", "20", "--no-progress", "--no-save",
                      "--test-set", "grey", "--data-dir", str(real_mnist_dir)]) == 0
         assert "test set: grey" in capsys.readouterr().out
+
+
+def test_threads_auto_picks_one_thread_on_a_busy_machine(monkeypatch):
+    from numpy_vae.training import threads
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.5: 1.0)
+    assert threads.auto_threads(log=lambda *a: None) == 1
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.5: 0.1)
+    assert threads.auto_threads(log=lambda *a: None) is None
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.5: None)
+    assert threads.auto_threads(log=lambda *a: None) is None
+
+
+def test_busy_cores_reads_the_machine():
+    from numpy_vae.training.threads import busy_cores
+    busy = busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (__import__("os").cpu_count() or 1)
+
+
+def test_threads_are_recorded_and_refused_when_invalid(real_mnist_dir, tmp_path, capsys):
+    from cli_helpers import run_main
+    code, _, err = run_main(["train", "--threads", "0"], capsys)
+    assert code == 2 and "--threads: expected 'auto' or an integer >= 1" in err
+    with pytest.raises(ConfigError, match="threads=0"):
+        validate_config(TrainConfig(threads=0))
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=None):          # gives this test process its thread pools back afterwards
+        assert main(["train", "--threads", "1", "--epochs", "1", "--train-limit", "100", "--batch-size", "50",
+                     "--hidden", "8", "--latent", "2", "--data-dir", str(real_mnist_dir), "--runs-dir",
+                     str(tmp_path), "--name", "t", "--no-progress", "--no-figures"]) == 0
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["threads"] == 1

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from numpy_vae.backends.interface import NonFiniteError
+from numpy_vae.backends.interface import NonFiniteError, limit_threads
 from numpy_vae.config import ConfigError
 from numpy_vae.inputs import InputError, check_images, check_latent, check_noise
 from numpy_vae.objectives import check_iwae_noise
@@ -50,8 +50,11 @@ class TorchBackend:
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
                  clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8,
-                 objective: str = "elbo"):
+                 objective: str = "elbo", threads: int | None = None):
         self.device = resolve_device(device)
+        self._limits = limit_threads(threads)
+        if threads is not None:
+            torch.set_num_threads(int(threads))
         config = dict(model_config)
         self.dtype = np.dtype(config.pop("dtype", np.float32))
         self.model = build_model(**config, dtype=torch_dtype(self.dtype), seed=seed, device=self.device)

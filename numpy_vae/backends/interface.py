@@ -21,6 +21,15 @@ def clip_coefficient(total_norm: float, max_norm: float) -> float:
     return min(1.0, max_norm / (total_norm + 1e-6))
 
 
+def limit_threads(threads: int | None):
+    """Cap the BLAS and OpenMP thread pools of this process at ``threads`` (None: leave them); returns the
+    threadpoolctl limiter, which keeps the cap until it is released or the process ends."""
+    if threads is None:
+        return None
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=int(threads))
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A model and its optimizer.  x (B, 784) in [0, 1], eps and z (B, L), all NumPy."""

@@ -8,7 +8,7 @@ import numpy as np
 from ..model import build_model
 from ..objectives import iwae_loss
 from ..nn.optimizers import Adam
-from .interface import NonFiniteError, clip_coefficient
+from .interface import NonFiniteError, clip_coefficient, limit_threads
 
 
 class NumpyBackend:
@@ -16,11 +16,12 @@ class NumpyBackend:
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
                  clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8,
-                 objective: str = "elbo"):
+                 objective: str = "elbo", threads: int | None = None):
         if device != "cpu":
             raise ValueError(f"the numpy backend runs on the CPU only; got --device {device} (use --backend torch)")
         self.model = build_model(**model_config, seed=seed)
-        self.optimizer = Adam(self.model.flat, lr=lr, eps=adam_eps, weight_decay=weight_decay)
+        self.optimizer = Adam(self.model.flat, lr=lr, eps=adam_eps, weight_decay=weight_decay, threads=threads)
+        self._limits = limit_threads(threads)
         self.clip_grad_norm = clip_grad_norm
         self.objective = objective            # "elbo", or "iwae": then eps is (B, K, L), K draws per image
         self.dtype = self.model.dtype

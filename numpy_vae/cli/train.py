@@ -55,7 +55,7 @@ def preset_values(name: str) -> dict:
 CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "adam_eps", "weight_decay",
                   "clip_grad_norm", "arch", "latent", "hidden", "activation", "batchnorm", "dropout", "likelihood",
                   "likelihood_variance", "beta", "kl_warmup_epochs", "binarize", "objective", "samples", "dtype",
-                  "seed", "runs_dir", "name", "train_limit")
+                  "seed", "runs_dir", "name", "train_limit", "threads")
 
 
 def run_name(text: str) -> str:
@@ -71,6 +71,16 @@ def probability(text: str) -> float:
     if value >= 1:
         raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
     return value
+
+
+def thread_count(text: str):
+    """'auto' or an integer >= 1."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
 
 
 def register(sub) -> None:
@@ -132,6 +142,10 @@ def register(sub) -> None:
     p.add_argument("--runs-dir", default=None, help=f"parent of run folders (default: {d.runs_dir})")
     p.add_argument("--name", type=run_name, default=None, help="run folder name (default: BACKEND-DATE-TIME)")
     p.add_argument("--train-limit", type=positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--threads", type=thread_count, default=None, metavar="auto|N",
+                   help="BLAS/OpenMP and Adam threads; auto: 1 if other processes keep half a core busy at the "
+                        "start (two threads then spin against them), else the libraries' default; recorded in "
+                        "config.json, so a resumed run keeps it (default: the libraries' own)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its last checkpoint, with its saved configuration; "
                         "the result equals the uninterrupted run bit for bit (only --data-dir may be given with it)")
@@ -219,6 +233,9 @@ def run(args) -> int:
         raise UsageError(f"--name {values['name']}: {runs_dir / values['name']} already holds a run; continue it "
                          f"with --resume {runs_dir / values['name']}, or choose another --name")
     check_data_dir(values["data_dir"])
+    if values["threads"] == "auto":
+        from ..training.threads import auto_threads
+        values["threads"] = auto_threads()
     config = TrainConfig(**values)
     with epoch_hooks(args) as on_epoch:
         return _report(args, train(config, progress=not args.no_progress, on_epoch=on_epoch))
