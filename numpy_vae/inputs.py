@@ -74,3 +74,31 @@ def check_count(n, name: str = "n") -> int:
             or not np.isfinite(n) or int(n) != n or n < 1:
         raise InputError(f"{name} must be a positive integer, got {n!r}")
     return int(n)
+
+
+def check_masks(masks, spec, batch: int, dtype) -> dict[str, np.ndarray]:
+    """The Dropout keep-masks a training step of ``spec`` (a VAESpec) needs, as arrays of ``dtype`` by layer
+    name (``{}`` for a model without Dropout); InputError naming the problem and the fix otherwise."""
+    shapes = spec.mask_shapes(batch)
+    if not shapes:
+        return {}
+    if masks is None:
+        raise InputError(f"masks: this model has Dropout layers {sorted(shapes)}; training needs their keep-masks "
+                         f"(draw_masks(rng, batch)), or evaluation mode")
+    if not isinstance(masks, dict) or set(masks) != set(shapes):
+        got = sorted(masks) if isinstance(masks, dict) else type(masks).__name__
+        raise InputError(f"masks: expected a dict with keys {sorted(shapes)}, got {got}")
+    out = {}
+    for name, shape in shapes.items():
+        m = np.asarray(masks[name])
+        if m.shape != shape or not ((m == 0) | (m == 1)).all():
+            raise InputError(f"masks[{name!r}]: expected a {shape} array of 0s and 1s, got shape {m.shape}")
+        out[name] = m.astype(dtype, copy=False)
+    return out
+
+
+def check_batchnorm_batch(spec, batch: int) -> None:
+    """BatchNorm1d in training needs at least 2 samples (as torch): InputError otherwise."""
+    if batch < 2 and spec.has_batchnorm():
+        raise InputError(f"x: a batch of {batch}; BatchNorm1d in training needs at least 2 samples "
+                         f"(as torch), or evaluation mode")

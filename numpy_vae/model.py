@@ -37,7 +37,8 @@ import math
 import numpy as np
 
 from . import specs
-from .inputs import InputError, check_count, check_images, check_latent, check_noise
+from .inputs import (InputError, check_batchnorm_batch, check_count, check_images, check_latent, check_masks,
+                     check_noise)
 from .nn.activations import ReLU, Sigmoid, Tanh
 from .nn.batchnorm import BatchNorm1d
 from .nn.container import Sequential
@@ -205,20 +206,10 @@ class VAE:
     def check_masks(self, masks, batch: int) -> dict[str, dict[int, np.ndarray]]:
         """The masks a forward needs, split by part ({"encoder": {index: mask}, ...}); InputError saying why not."""
         split = {"encoder": {}, "decoder": {}}
-        if not self.training or not self.dropout_p:
-            return split
-        if masks is None:
-            raise InputError(f"masks: this model has Dropout layers {sorted(self.dropout_p)}; training needs their "
-                             f"keep-masks (model.draw_masks(rng, batch)), or call model.eval() first")
-        if not isinstance(masks, dict) or set(masks) != set(self.dropout_p):
-            got = sorted(masks) if isinstance(masks, dict) else type(masks).__name__
-            raise InputError(f"masks: expected a dict with keys {sorted(self.dropout_p)}, got {got}")
-        for name, shape in self.spec.mask_shapes(batch).items():
-            m = np.asarray(masks[name])
-            if m.shape != shape or not ((m == 0) | (m == 1)).all():
-                raise InputError(f"masks[{name!r}]: expected a {shape} array of 0s and 1s, got shape {m.shape}")
-            part, index = name.split(".")
-            split[part][int(index)] = m.astype(self.dtype, copy=False)
+        if self.training:
+            for name, m in check_masks(masks, self.spec, batch, self.dtype).items():
+                part, index = name.split(".")
+                split[part][int(index)] = m
         return split
 
     # ---------------------------------------------- inference: nothing is kept
@@ -253,9 +244,8 @@ class VAE:
         return self._forward(x, eps, self.check_masks(masks, x.shape[0]))[:3]
 
     def _forward(self, x: np.ndarray, eps: np.ndarray, masks: dict):
-        if self.training and x.shape[0] < 2 and self.spec.has_batchnorm():
-            raise InputError(f"x: a batch of {x.shape[0]}; BatchNorm1d in training needs at least 2 samples "
-                             f"(as torch), or call model.eval() first")
+        if self.training:
+            check_batchnorm_batch(self.spec, x.shape[0])
         self._set_mode(self.training)
         h, encoder_backward = self.encoder.forward(x, masks["encoder"])
         mu, logvar, head_backward = self.head.forward(h)

@@ -74,8 +74,9 @@ def binarize(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def draw_masks(spec, rng: np.random.Generator, batch: int, dtype=np.float32) -> dict[str, np.ndarray]:
     """Keep-masks for every Dropout layer of ``spec`` (a VAESpec), in layer order: 1 with probability 1 - p."""
+    from .nn.dropout import draw_dropout_mask
     p = spec.dropout_layers()
-    return {name: (rng.random(shape) >= p[name]).astype(dtype) for name, shape in spec.mask_shapes(batch).items()}
+    return {name: draw_dropout_mask(rng, shape, p[name], dtype) for name, shape in spec.mask_shapes(batch).items()}
 
 
 def draw_eps(rng: np.random.Generator, batch: int, latent: int, dtype=np.float32) -> np.ndarray:

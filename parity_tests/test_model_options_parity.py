@@ -8,7 +8,8 @@ after the forward (a training forward moves BatchNorm's running statistics in bo
 
 One honest exception, in training with BatchNorm: the bias of a Linear that a BatchNorm1d follows is
 removed by the batch mean, so its gradient is 0 in exact arithmetic and both backends compute
-rounding noise.  That row checks both are rounding-small against the layer's weight gradient
+rounding noise (so is fc_mu's, without a KL term, when the decoder starts with Linear, BatchNorm1d:
+Hypothesis found it, hidden (2,), latent 2, beta 0).  That row checks both are rounding-small against the layer's weight gradient
 (``torch_vae.parity.biases_before_batchnorm``), and the trajectory test holds those biases, and the
 running means they feed, to an absolute bound instead of a relative one: Adam turns a noise gradient
 into a step of up to lr (1/(sqrt(v) + eps) normalizes it), so after N steps they may differ by N lr.
@@ -33,6 +34,7 @@ options = st.fixed_dictionaries({
     "likelihood": st.sampled_from(["bernoulli", "gaussian"]),
     "likelihood_variance": st.sampled_from([0.5, 1.0]) | st.floats(0.05, 4.0),
 })
+# beta: no subnormal betas (beta * grad underflows differently), as in test_model_parity.py
 
 
 def config_of(opts: dict, hidden, latent, beta, dtype) -> dict:
@@ -41,7 +43,8 @@ def config_of(opts: dict, hidden, latent, beta, dtype) -> dict:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(opts=options, hidden=st.lists(st.integers(2, 32), min_size=1, max_size=2).map(tuple),
-       latent=st.integers(2, 6), batch=st.integers(4, 12), beta=st.floats(0.0, 4.0), training=st.booleans(),
+       latent=st.integers(2, 6), batch=st.integers(4, 12), beta=st.just(0.0) | st.floats(1e-3, 4.0),
+       training=st.booleans(),
        seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["uniform", "binary", "digits"]))
 def test_every_gradient_and_buffer(dtype, opts, hidden, latent, batch, beta, training, seed, kind):
     rng = np.random.default_rng(seed)

@@ -19,7 +19,7 @@ import torch
 
 from numpy_vae.backends.interface import NonFiniteError, limit_threads
 from numpy_vae.config import ConfigError
-from numpy_vae.inputs import InputError, check_images, check_latent, check_noise
+from numpy_vae.inputs import check_batchnorm_batch, check_images, check_latent, check_masks, check_noise
 from numpy_vae.objectives import check_iwae_noise
 from numpy_vae.streams import draw_masks
 
@@ -80,22 +80,9 @@ class TorchBackend:
         return self._tensor(x), self._tensor(check_noise(eps, x.shape[0], self.model.latent, self.dtype))
 
     def _masks(self, masks, batch: int) -> dict[str, torch.Tensor] | None:
-        """The Dropout keep-masks as tensors, checked as numpy_vae checks them."""
-        if not self._dropout:
-            return None
-        if masks is None:
-            raise InputError(f"masks: this model has Dropout layers {sorted(self._dropout)}; training needs their "
-                             f"keep-masks (backend.draw_masks(rng, batch))")
-        shapes = self.model.spec.mask_shapes(batch)
-        if not isinstance(masks, dict) or set(masks) != set(shapes):
-            raise InputError(f"masks: expected a dict with keys {sorted(shapes)}")
-        out = {}
-        for name, shape in shapes.items():
-            m = np.asarray(masks[name])
-            if m.shape != shape or not ((m == 0) | (m == 1)).all():
-                raise InputError(f"masks[{name!r}]: expected a {shape} array of 0s and 1s, got shape {m.shape}")
-            out[name] = self._tensor(m)
-        return out
+        """The Dropout keep-masks as tensors, checked by numpy_vae's own check."""
+        checked = check_masks(masks, self.model.spec, batch, self.dtype)
+        return {name: self._tensor(m) for name, m in checked.items()} or None
 
     # ------------------------------------------------------------- training
     def draw_masks(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray] | None:
@@ -108,8 +95,7 @@ class TorchBackend:
             return self._iwae_step(x, eps)
         x, eps = self._batch(x, eps)
         masks = self._masks(masks, x.shape[0])
-        if x.shape[0] < 2 and self.model.spec.has_batchnorm():
-            raise InputError(f"x: a batch of {x.shape[0]}; BatchNorm1d in training needs at least 2 samples")
+        check_batchnorm_batch(self.model.spec, x.shape[0])
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         out = self.model(x, eps, masks)

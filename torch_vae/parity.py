@@ -124,14 +124,18 @@ def _with_kl_rounding(row: Row, kl_abs: float, value: float) -> Row:
 
 
 # ----------------------------------------------------------------- section 1
-def biases_before_batchnorm(spec) -> list[str]:
-    """The biases of Linear layers that a BatchNorm1d follows.  In training the batch mean removes them,
-    so their gradient is 0 in exact arithmetic and what either backend computes is rounding noise."""
+def biases_before_batchnorm(spec, beta: float | None = None) -> list[str]:
+    """The biases that shift every sample of a batch alike right before a BatchNorm1d: those of Linear
+    layers a BatchNorm1d follows and, without a KL term (``beta`` 0), fc_mu's when the decoder starts with
+    Linear, BatchNorm1d (fc_mu.bias shifts every z alike).  In training the batch mean removes such a
+    shift, so their gradient is 0 in exact arithmetic and what either backend computes is rounding noise."""
     names = []
     for prefix, part in (("encoder", spec.encoder), ("decoder", spec.decoder)):
         for i, (layer, after) in enumerate(zip(part[:-1], part[1:])):
             if type(layer).__name__ == "Linear" and type(after).__name__ == "BatchNorm1d":
                 names.append(f"{prefix}.{i}.bias")
+    if beta == 0 and "decoder.0.bias" in names:
+        names.append("fc_mu.bias")
     return names
 
 
@@ -172,7 +176,7 @@ def compare_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu", mask
     _with_kl_rounding(rows[2], kl_abs, float(out_t["kl"].detach()))
     _with_kl_rounding(rows[0], ref.beta * kl_abs, float(out_t["loss"].detach()))
     rows.append(compare("grad x", dx_np, grads_t[0], tol))
-    noise = set(biases_before_batchnorm(ref.spec)) if ref.training else set()
+    noise = set(biases_before_batchnorm(ref.spec, ref.beta)) if ref.training else set()
     by_name = dict(zip(names, grads_t[1:]))
     for n, g in by_name.items():
         row = compare(f"grad {n}", grads_np[n], g, tol)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.latent_stats import active_units, posterior_stats
-from ..training.checkpoint import atomic_write, load_checkpoint
+from ..training.checkpoint import atomic_write
 from ..training.restore import load_backend
 from .figures import SIDE, _pyplot, _save, _show, tile
 
@@ -24,9 +24,9 @@ COLUMNS = ["config", "parameters", "latent", "test_neg_elbo", "active_units", "s
 RECONSTRUCTED = 8       # test images in the reconstruction figure
 
 
-def summarize_run(run_dir: Path, test_x: np.ndarray) -> dict:
-    """One row of the table for the run in ``run_dir`` (its last.npz)."""
-    backend, config, meta = load_backend(run_dir / "last.npz")
+def summarize_run(run_dir: Path, test_x: np.ndarray, loaded=None) -> dict:
+    """One row of the table for the run in ``run_dir`` (its last.npz, or ``loaded``: load_backend's result)."""
+    backend, config, meta = loaded or load_backend(run_dir / "last.npz")
     rows = meta["metrics"]
     mu, _ = posterior_stats(backend.encode, test_x)
     return {"config": run_dir.name, "parameters": sum(math.prod(s) for s in backend.param_shapes.values()),
@@ -88,8 +88,9 @@ def write_comparison(sweep_dir: Path, runs: dict[str, Path], test_x: np.ndarray)
     rows, recons, curves = [], {}, {}
     originals = test_x[:RECONSTRUCTED]
     for name, run_dir in runs.items():
-        rows.append(summarize_run(run_dir, test_x))
-        backend, _, meta = load_backend(run_dir / "last.npz")
+        loaded = load_backend(run_dir / "last.npz")
+        rows.append(summarize_run(run_dir, test_x, loaded))
+        backend, _, meta = loaded
         mu, _ = backend.encode(originals)
         recons[name] = backend.decode(mu)
         curves[name] = meta["metrics"]

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..config import ConfigError, TrainConfig, validate_config
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint
+from .checkpoint import atomic_write, load_checkpoint
 from .loop import train
 
 #: The fifth tutorial's grid of one-hidden-layer VAEs ("architecture search"): width / latent.
@@ -51,16 +51,10 @@ def read_plan(sweep_dir: Path) -> dict[str, TrainConfig]:
     return configs
 
 
-def run_state(run_dir: Path, config: TrainConfig) -> str:
-    """'done', 'partial' (a last.npz before the final epoch) or 'new'."""
+def epochs_done(run_dir: Path) -> int:
+    """The epochs the run in ``run_dir`` has checkpointed (0: none yet)."""
     ckpt = run_dir / "last.npz"
-    if not ckpt.is_file():
-        return "new"
-    try:
-        _, _, meta = load_checkpoint(ckpt)
-    except CheckpointError:
-        raise
-    return "done" if meta.get("epoch") == config.epochs else "partial"
+    return load_checkpoint(ckpt)[2].get("epoch", 0) if ckpt.is_file() else 0
 
 
 def run_sweep(sweep_dir: Path, progress: bool = True, log=print, on_epoch=None) -> dict[str, Path]:
@@ -84,13 +78,11 @@ def run_sweep(sweep_dir: Path, progress: bool = True, log=print, on_epoch=None) 
         say = bar.write if progress else log
         for name, config in configs.items():
             run_dir = sweep_dir / name
-            state = run_state(run_dir, config)
-            if state == "done":
-                bar.update(config.epochs)
+            done = epochs_done(run_dir)
+            bar.update(done)
+            if done == config.epochs:
                 say(f"{name}: finished earlier ({run_dir})")
-            elif state == "partial":
-                _, _, meta = load_checkpoint(run_dir / "last.npz")
-                bar.update(meta["epoch"])
+            elif done:
                 train(None, resume=run_dir, progress=False, log=say, on_epoch=tick)
             else:
                 train(dataclasses.replace(config), progress=False, log=say, on_epoch=tick)
