@@ -25,7 +25,7 @@ from hypothesis import given, strategies as st
 from numpy_vae import draw_eps
 from numpy_vae.specs import mlp_spec
 from parity_helpers import DTYPES, assert_rows, mnist_like
-from torch_vae.parity import biases_before_batchnorm, compare, gradient_rows, trajectory_rows
+from torch_vae.parity import biases_before_batchnorm, gradient_rows, trajectory_rows
 
 options = st.fixed_dictionaries({
     "batchnorm": st.booleans(),
@@ -95,13 +95,9 @@ def test_trajectory_with_batchnorm_and_dropout(batchnorm, dropout):
     cfg = config_of({"batchnorm": batchnorm, "dropout": dropout}, (24, 12), 3, 1.0, np.float64)
     rows = trajectory_rows(cfg, batches, seed=7, lr=lr)
     spec = mlp_spec((24, 12), 3, batchnorm=batchnorm, dropout=dropout)
-    noisy = set(biases_before_batchnorm(spec))
-    fed = {n.replace(f".{int(n.split('.')[1])}.bias", f".{int(n.split('.')[1]) + 1}.running_mean") for n in noisy}
-    loose = [r for r in rows if r.name in noisy | fed]
-    assert len(loose) == 2 * len(noisy)
-    for r in loose:                                  # Adam steps of rounding noise: at most lr each
-        assert r.max_abs_diff <= steps * lr, r
-        r.tol = np.inf
+    loose = [r for r in rows if "Adam on a 0 gradient's rounding noise" in r.name]
+    assert len(loose) == 2 * len(biases_before_batchnorm(spec, 1.0))     # each bias and the running mean it feeds
+    assert all(r.max_abs_diff <= steps * lr for r in loose)
     assert_rows(rows, np.float64)
 
 
@@ -120,3 +116,17 @@ def test_eval_mode_is_deterministic_and_leaves_buffers():
     m.loss(x, eps, m.draw_masks(np.random.default_rng(1), 5))
     assert int(m.buffers["encoder.1.num_batches_tracked"]) == 1
     assert not np.array_equal(before["encoder.1.running_mean"], m.buffers["encoder.1.running_mean"])
+
+
+@pytest.mark.parametrize("preset", ["mlp-bn", "mse", "burda"])
+def test_vae_parity_takes_a_preset(preset, capsys):
+    """float64: in float32 a BatchNorm model's Adam trajectory on 8 synthetic images can leave the float32
+    tolerance (measured: encoder.1.bias 1.4e-2 relative after 3 steps), Adam amplifying rounding noise as
+    the parity module's docstring describes; with MNIST at batch 32 it stays inside."""
+    from numpy_vae.cli import main
+    assert main(["parity", "--preset", preset, "--batch-size", "8", "--steps", "3", "--device", "cpu",
+                 "--dtype", "float64", "--data-dir", "/nonexistent-so-synthetic"]) == 0
+    out = capsys.readouterr().out
+    assert "parity: all relative errors within tolerance" in out
+    if preset == "mlp-bn":
+        assert "batchnorm=True dropout=0.2" in out and "running_mean" in out and "rounding noise" in out
