@@ -7,6 +7,7 @@
     numpy_vae.inputs    the checks at every model entry point (InputError)
     numpy_vae.streams   the named random streams
     numpy_vae.config    TrainConfig, ConfigError and its validation
+    numpy_vae.presets   the named configurations of `vae train --preset`
     numpy_vae.backends  the backend interface, the NumPy backend, the registry
     numpy_vae.training  the loop, the run folder, checkpoints, restoring a run
     numpy_vae.data      MNIST: IDX files, loading, fetching

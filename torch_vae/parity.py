@@ -361,7 +361,7 @@ def register(sub) -> None:
                                    "where present, CUDA.  Exit status 1 if a relative error exceeds tolerance.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from numpy_vae.specs import ARCHITECTURES
-    from numpy_vae.cli.train import preset
+    from numpy_vae.cli.args import preset
     p.add_argument("--preset", type=preset, default=None, metavar="PRESET",
                    help="the model of a `vae train` preset (mlp-bn, mse, burda, linear-W-L, ...): its architecture "
                         "and options; --arch, --latent, --hidden and --beta given explicitly win")
@@ -389,7 +389,7 @@ def run(args) -> int:
     from numpy_vae.cli.args import refuse_file_as_data_dir
     from numpy_vae.config import ConfigError
     refuse_file_as_data_dir(args.data_dir, " (or leave it out: without MNIST the comparison uses synthetic images)")
-    from numpy_vae.cli.train import preset_values
+    from numpy_vae.presets import preset_values
     from numpy_vae.config import TrainConfig
     base = TrainConfig(**{**vars(TrainConfig()), **(preset_values(args.preset) if args.preset else {})})
     config = {"arch": base.arch, "latent": base.latent, "hidden": tuple(base.hidden), "beta": base.beta}

@@ -81,3 +81,12 @@ def refuse_file_as_data_dir(data_dir, otherwise: str = "") -> None:
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=folder_path, default=os.environ.get("VAE_DATA_DIR") or "data",
                         help="folder holding MNIST/raw/ as torchvision lays it out (default: data, or $VAE_DATA_DIR)")
+
+
+def preset(text: str) -> str:
+    """argparse type: a preset name (``numpy_vae.presets``), or the usage error listing them."""
+    from ..presets import PresetError, check_preset
+    try:
+        return check_preset(text)
+    except PresetError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from .args import UsageError, add_data_dir, non_negative_int, positive_int
-from .train import PRESETS, check_data_dir, preset, preset_values, run_name, _writable_folder
+from ..presets import preset_values
+from .args import preset
+from .train import _writable_folder, check_data_dir, run_name
 
 
 def config_list(text: str) -> tuple[str, ...]:
