@@ -301,6 +301,38 @@ def test_resume_refuses_an_edited_config_json(finished_run, tmp_path):
         train(None, resume=run, progress=False, log=lambda *a: None)
 
 
+def test_resume_accepts_a_config_json_that_predates_a_field(finished_run, tmp_path):
+    """A config.json written before a field existed (threads) agrees with a checkpoint holding its default.
+
+    docs/results/ keeps such a pair: its config.json is from before --threads, its last.npz from after.
+    """
+    run = copy_run(finished_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    assert config["threads"] is None
+    del config["threads"]
+    (run / "config.json").write_text(json.dumps(config))
+    resumed = train(None, resume=run, progress=False, log=lambda *a: None)
+    assert load_checkpoint(resumed / "last.npz")[2]["epoch"] == 2
+
+
+def test_resume_refuses_a_config_json_that_predates_a_field_set_otherwise(finished_run, tmp_path):
+    """The same missing field is a disagreement where the checkpoint holds it at another value."""
+    run = copy_run(finished_run, tmp_path / "run")
+    tamper(run, meta=lambda m: {**m, "config": {**m["config"], "threads": 1}})
+    config = json.loads((run / "config.json").read_text())
+    del config["threads"]
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config\.json disagrees .*threads: None in config\.json, 1 in last\.npz"):
+        train(None, resume=run, progress=False, log=lambda *a: None)
+
+
+def test_resume_refuses_a_config_json_that_is_no_configuration(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path / "run")
+    (run / "config.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(CheckpointError, match=r"config\.json is not a run configuration.*delete config\.json"):
+        train(None, resume=run, progress=False, log=lambda *a: None)
+
+
 def test_resume_cleans_up_after_a_kill_between_writes(finished_run, tmp_path):
     """A kill after metrics.csv was written but before last.npz: the extra row and temporaries are repaired."""
     run = copy_run(finished_run, tmp_path / "run")

@@ -84,9 +84,18 @@ def read_resume_state(run_dir: Path, data_dir) -> tuple[TrainConfig, dict, dict,
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{config_json} is unreadable ({e}); the checkpoint's config is authoritative: "
                                   f"delete config.json to have it rewritten") from None
-        if on_disk != meta["config"]:
-            diff = sorted(k for k in set(on_disk) | set(meta["config"]) if on_disk.get(k) != meta["config"].get(k))
-            shown = ", ".join(f"{k}: {on_disk.get(k)!r} in config.json, {meta['config'].get(k)!r} in last.npz"
+        # Both read the same way: a field a file predates takes its default, so a config.json written
+        # before a field existed (threads) agrees with a checkpoint that holds that field at its default.
+        try:
+            written = TrainConfig.from_json(on_disk) if isinstance(on_disk, dict) else None
+        except (TypeError, ValueError):
+            written = None
+        if written is None:
+            raise CheckpointError(f"{config_json} is not a run configuration; the checkpoint's config is "
+                                  f"authoritative: delete config.json to have it rewritten")
+        if written != config:
+            diff = [f.name for f in dataclasses.fields(config) if getattr(written, f.name) != getattr(config, f.name)]
+            shown = ", ".join(f"{k}: {getattr(written, k)!r} in config.json, {getattr(config, k)!r} in last.npz"
                               for k in diff[:3])
             raise CheckpointError(f"{config_json} disagrees with {ckpt} ({shown}); a resume continues the "
                                   f"checkpoint's config exactly: restore config.json, or start a new run")
