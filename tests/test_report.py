@@ -13,7 +13,7 @@ from numpy_vae.report import report as report_module
 from numpy_vae.training.checkpoint import load_checkpoint, save_checkpoint
 from numpy_vae.cli import main
 from numpy_vae.evaluation.iwae import importance_weighted_nll
-from numpy_vae.report import write_report
+from numpy_vae.report import read_history, write_report
 from numpy_vae.training.restore import load_backend
 
 FIGURES_ALWAYS = ["curves.png", "reconstructions.png", "samples.png", "interpolations.png", "latent.png",
@@ -140,6 +140,36 @@ def test_evaluate_prints_the_paper_numbers_and_saves_them(small_run, mnist_test,
     # a run folder stands for its last.npz
     rc, out, _ = run_cli(["evaluate", str(run), "-k", "2", "--limit", "3", "--no-progress", "--no-save"], capsys)
     assert rc == 0 and "last.npz" in out
+
+
+def test_evaluate_keeps_the_history_of_its_evaluations(small_run, tmp_path, capsys):
+    """Each saved evaluation is a row of evaluations.csv, oldest first, with the checkpoint's epoch."""
+    run = copy_run(small_run, tmp_path)
+    epoch = load_checkpoint(run / "last.npz")[2]["epoch"]
+    for k in (3, 6):
+        rc, out, err = run_cli(["evaluate", str(run), "-k", str(k), "--limit", "4", "--no-progress"], capsys)
+        assert rc == 0, err
+        assert "evaluations.csv" in out
+    rc, _, err = run_cli(["evaluate", str(run), "-k", "9", "--limit", "4", "--no-progress", "--no-save"], capsys)
+    assert rc == 0, err
+    history = read_history(run)
+    latest = json.loads((run / "evaluation.json").read_text())
+    assert [r["k"] for r in history] == [3, 6]
+    assert all(r["epoch"] == epoch and r["images"] == 4 and r["checkpoint"] == "last.npz" for r in history)
+    assert latest["epoch"] == epoch
+    assert history[-1]["iwae_nll"] == latest["iwae_nll"] and history[-1]["when"] == latest["when"]
+
+
+def test_a_broken_history_leaves_the_numbers_printed_and_the_files_as_they_were(small_run, tmp_path, capsys):
+    run = copy_run(small_run, tmp_path)
+    (run / "evaluations.csv").write_text("epoch,k,images,iwae_nll,iwae_nll_se\n3,five,4,90.1,1.0\n")
+    before = files_and_mtimes(run)
+    rc, out, err = run_cli(["evaluate", str(run), "-k", "3", "--limit", "4", "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "test NLL, IWAE (K = 3)" in out
+    note = next(line for line in out.splitlines() if line.startswith("note:"))
+    assert "evaluations.csv, line 2" in note and "correct or delete that line" in note
+    assert files_and_mtimes(run) == before
 
 
 def test_evaluate_reads_checkpoints_of_either_backend(small_run, tmp_path, capsys):

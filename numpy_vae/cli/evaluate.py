@@ -1,7 +1,6 @@
 """``vae evaluate CHECKPOINT``: test negative ELBO and the importance-weighted NLL estimate."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -33,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--data-dir", type=folder_path, default=None,
                    help="folder holding MNIST/raw/ (default: $VAE_DATA_DIR, else the run's data_dir)")
     p.add_argument("--no-save", action="store_true",
-                   help="do not write evaluation.json beside the checkpoint (`vae report` shows it)")
+                   help="do not write evaluation.json (`vae report` shows it) and a row of evaluations.csv "
+                        "(the history of evaluations) beside the checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -62,12 +62,12 @@ def format_summary(s: dict) -> str:
 def run(args) -> int:
     import numpy as np
 
-    from ..training.checkpoint import CheckpointError, atomic_write
+    from ..training.checkpoint import CheckpointError
     from ..data import load_mnist
     from ..evaluation.iwae import bernoulli_log_likelihood, gaussian_log_likelihood, importance_weighted_nll
     from ..streams import binarize, heldout_binarize_stream
     from ..inputs import InputError
-    from ..report import EVALUATION_FILE
+    from ..report import HISTORY_FILE, save_evaluation
     from ..training.restore import load_backend, resolve_checkpoint
     if args.limit is not None and args.limit < 2:
         raise UsageError(f"--limit {args.limit}: the standard error over the test images needs at least 2; "
@@ -112,13 +112,11 @@ def run(args) -> int:
         raise CheckpointError(unusable)
     print(format_summary(summary))
     if not args.no_save:
-        record = {"checkpoint": path.name, "backend": args.backend, "seed": args.seed, "limit": args.limit,
-                  "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}
-        out = path.parent / EVALUATION_FILE
+        record = {"checkpoint": path.name, "epoch": meta.get("epoch"), "backend": args.backend, "seed": args.seed,
+                  "limit": args.limit, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}
         try:
-            text = json.dumps(record, indent=2, allow_nan=False)     # NaN is not JSON: never written
-            atomic_write(out, lambda f: f.write(text.encode()))
-            print(f"saved {out}")
-        except OSError as e:
-            print(f"note: could not write {out} ({e}); the numbers above are the result")
+            out = save_evaluation(path.parent, record)
+            print(f"saved {out} (and a row of {HISTORY_FILE} beside it)")
+        except (OSError, ValueError) as e:
+            print(f"note: could not save the evaluation beside {path} ({e}); the numbers above are the result")
     return 0

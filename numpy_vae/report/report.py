@@ -36,8 +36,8 @@ from ..streams import report_stream
 from ..training.checkpoint import atomic_write
 from ..training.restore import load_backend
 from . import figures
+from .evaluations import EVALUATION_FILE
 
-EVALUATION_FILE = "evaluation.json"
 TSNE_POINTS = 2000
 TSNE_ITERATIONS = 1000
 

@@ -1,0 +1,101 @@
+"""`vae paper-table`: the committed runs beside Burda et al.'s Table 1, read from what the runs wrote."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from numpy_vae.cli import main
+from numpy_vae.report.evaluations import read_history
+from numpy_vae.report.paper import PAPER_ROWS, is_paper_setup, read_results
+from numpy_vae.training.checkpoint import load_checkpoint, save_checkpoint
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def run_cli(argv, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_the_committed_table_reads_what_the_runs_wrote(tmp_path, capsys):
+    figure = tmp_path / "paper_table.png"
+    rc, out, err = run_cli(["paper-table", str(RESULTS), "--figure", str(figure)], capsys)
+    assert rc == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("| `")]
+    folders = sorted(p.parent for p in RESULTS.glob("*/last.npz"))
+    assert len(rows) == len(folders) >= 2
+    for folder in folders:
+        _, _, meta = load_checkpoint(folder / "last.npz")
+        config = meta["config"]
+        assert is_paper_setup(config)
+        label, paper = PAPER_ROWS[(config["objective"], config["samples"] if config["objective"] == "iwae" else 1)]
+        row = next(r for r in rows if r.startswith(f"| `{folder.name}` "))
+        latest = read_history(folder)[-1]
+        assert f"| {label} | {paper:.2f} |" in row
+        assert f"{latest['iwae_nll']:.2f} ± {latest['iwae_nll_se']:.2f}" in row
+        assert f"{latest['iwae_nll'] - paper:+.2f}" in row
+        assert f"| {meta['epoch']:,} of 3,280 |" in row
+        assert f"| {sum(r['seconds'] for r in meta['metrics']) / 3600:.1f} h |" in row
+    assert rows[0].split("|")[3].strip() == "86.76"            # the paper's order: the VAE row first
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
+
+
+def test_every_committed_evaluation_is_of_its_checkpoint():
+    """evaluation.json and the last row of evaluations.csv are the same evaluation, of last.npz's epoch."""
+    for folder in sorted(p.parent for p in RESULTS.glob("*/last.npz")):
+        epoch = load_checkpoint(folder / "last.npz")[2]["epoch"]
+        latest = json.loads((folder / "evaluation.json").read_text())
+        history = read_history(folder)
+        assert latest["epoch"] == history[-1]["epoch"] == epoch, folder.name
+        assert latest["iwae_nll"] == history[-1]["iwae_nll"] and latest["k"] == history[-1]["k"] == 5000
+        assert [h["epoch"] for h in history] == sorted(h["epoch"] for h in history)
+
+
+def test_a_run_of_another_setup_has_no_paper_figure_and_a_stale_estimate_says_its_epoch(small_run, tmp_path,
+                                                                                         capsys):
+    results = tmp_path / "results"
+    run = results / "tiny"
+    shutil.copytree(small_run, run)
+    rc, out, err = run_cli(["paper-table", str(results)], capsys)
+    assert rc == 0, err
+    assert "(not the paper's setup) | — | not evaluated at k = 5000" in out
+    epoch = load_checkpoint(run / "last.npz")[2]["epoch"]
+    assert run_cli(["evaluate", str(run), "-k", "5000", "--limit", "2", "--no-progress"], capsys)[0] == 0
+    params, optim, meta = load_checkpoint(run / "last.npz")
+    save_checkpoint(run / "last.npz", params, optim, {**meta, "epoch": epoch + 1})
+    (row,) = read_results(results)
+    assert row.paper is None and row.latest["epoch"] == epoch and row.epoch == epoch + 1
+    rc, out, err = run_cli(["paper-table", str(results)], capsys)
+    assert rc == 0, err
+    assert f"(first 2 test images, at epoch {epoch}) | — |" in out
+
+
+@pytest.mark.parametrize("make, argv, needle", [
+    (lambda d: None, ["missing"], "no such folder"),
+    (lambda d: (d / "empty").mkdir(), ["empty"], "holds no run folder"),
+    (lambda d: None, [str(RESULTS), "--figure", "FOLDER/x.png"], "name a .png file in an existing folder"),
+    (lambda d: None, [str(RESULTS), "--figure", "FOLDER/x.txt"], "name a .png file"),
+])
+def test_bad_input_is_one_line(make, argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path)
+    argv = [a.replace("FOLDER", str(tmp_path / "nowhere" if a.endswith(".png") else tmp_path)) for a in argv]
+    rc, out, err = run_cli(["paper-table", *argv], capsys)
+    assert rc != 0 and out == ""
+    assert err.count("\n") == 1 and needle in err, err
+
+
+def test_a_broken_history_is_one_line_naming_the_line(small_run, tmp_path, capsys):
+    run = tmp_path / "results" / "tiny"
+    shutil.copytree(small_run, run)
+    (run / "evaluations.csv").write_text("epoch,k,images,iwae_nll,iwae_nll_se\n3,5000,two,90.1,1.0\n")
+    rc, out, err = run_cli(["paper-table", str(run.parent)], capsys)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and "evaluations.csv, line 2" in err, err
