@@ -26,6 +26,7 @@ PAPER_ROWS = {
 }
 PAPER_K = 5000
 PAPER_EPOCHS = PRESETS["burda"]["epochs"]
+TEST_IMAGES = 10_000
 #: how close counts as reproduced (the issue's bar): within a nat of the paper's figure
 BAR_NATS = 1.0
 
@@ -91,7 +92,8 @@ def _estimate(row: ResultRow) -> str:
     latest = row.latest
     if latest is None:
         return f"not evaluated at k = {PAPER_K} (`vae evaluate {row.name} --limit N`)"
-    images = "all 10,000 test images" if latest["images"] == 10_000 else f"first {latest['images']:,} test images"
+    whole = latest["images"] == TEST_IMAGES
+    images = f"all {TEST_IMAGES:,} test images" if whole else f"first {latest['images']:,} test images"
     stale = "" if latest["epoch"] == row.epoch else f", at epoch {latest['epoch']}"
     return f"{latest['iwae_nll']:.2f} ± {latest['iwae_nll_se']:.2f} ({images}{stale})"
 
@@ -130,10 +132,14 @@ def plot_progress(path: Path, rows: list[ResultRow]) -> Path:
         colour = f"C{n}"
         epochs, losses = zip(*r.curve) if r.curve else ((), ())
         ax.plot(epochs, losses, "-", color=colour, lw=1, alpha=0.55, label=f"{r.name}: test negative ELBO")
-        if r.history:
-            ax.errorbar([h["epoch"] for h in r.history], [h["iwae_nll"] for h in r.history],
-                        yerr=[h["iwae_nll_se"] for h in r.history], fmt="o", ms=4, color=colour, capsize=2,
-                        label=f"{r.name}: IW-NLL, k = {PAPER_K}")
+        for whole in (False, True):                 # open markers: a prefix of the test set; filled: all of it
+            points = [h for h in r.history if (h["images"] == TEST_IMAGES) == whole]
+            if points:
+                ax.errorbar([h["epoch"] for h in points], [h["iwae_nll"] for h in points],
+                            yerr=[h["iwae_nll_se"] for h in points], fmt="o", ms=4, color=colour, capsize=2,
+                            mfc=colour if whole else "white",
+                            label=f"{r.name}: IW-NLL, k = {PAPER_K}, "
+                                  + ("all test images" if whole else "first test images"))
         if r.paper is not None:
             ax.axhline(r.paper, ls="--", color=colour, lw=1.2, label=f"paper, {r.label}: {r.paper:.2f}")
     ax.set_xscale("log")
