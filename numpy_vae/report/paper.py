@@ -132,14 +132,13 @@ def plot_progress(path: Path, rows: list[ResultRow]) -> Path:
         colour = f"C{n}"
         epochs, losses = zip(*r.curve) if r.curve else ((), ())
         ax.plot(epochs, losses, "-", color=colour, lw=1, alpha=0.55, label=f"{r.name}: test negative ELBO")
-        for whole in (False, True):                 # open markers: a prefix of the test set; filled: all of it
-            points = [h for h in r.history if (h["images"] == TEST_IMAGES) == whole]
-            if points:
-                ax.errorbar([h["epoch"] for h in points], [h["iwae_nll"] for h in points],
-                            yerr=[h["iwae_nll_se"] for h in points], fmt="o", ms=4, color=colour, capsize=2,
-                            mfc=colour if whole else "white",
-                            label=f"{r.name}: IW-NLL, k = {PAPER_K}, "
-                                  + ("all test images" if whole else "first test images"))
+        for images in sorted({h["images"] for h in r.history}):   # open markers: a prefix of the test set
+            whole = images == TEST_IMAGES                            # filled: all of it
+            points = [h for h in r.history if h["images"] == images]
+            ax.errorbar([h["epoch"] for h in points], [h["iwae_nll"] for h in points],
+                        yerr=[h["iwae_nll_se"] for h in points], fmt="o", ms=4, color=colour, capsize=2,
+                        mfc=colour if whole else "white",
+                        label=f"{r.name}: IW-NLL, k = {PAPER_K}, {'all' if whole else 'first'} {images:,} test images")
         if r.paper is not None:
             ax.axhline(r.paper, ls="--", color=colour, lw=1.2, label=f"paper, {r.label}: {r.paper:.2f}")
     ax.set_xscale("log")
