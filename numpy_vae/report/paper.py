@@ -142,7 +142,7 @@ def plot_progress(path: Path, rows: list[ResultRow]) -> Path:
         if r.paper is not None:
             ax.axhline(r.paper, ls="--", color=colour, lw=1.2, label=f"paper, {r.label}: {r.paper:.2f}")
     ax.set_xscale("log")
-    ax.set_xlim(1, PAPER_EPOCHS)
+    ax.set_xlim(1, PAPER_EPOCHS * 1.2)                              # room for a point at the last epoch
     finite = [v for r in rows for _, v in r.curve] + [r.paper for r in rows if r.paper is not None]
     if finite:
         low = min(finite) - 1.5
