@@ -81,6 +81,59 @@ def flat_layout(spec: VAESpec) -> dict[str, tuple[int, int]]:
     return layout
 
 
+def interpret_layers(prefix: str, layer_specs, params: dict, grads: dict, buffers: dict) -> list:
+    """The NumPy layers of ``layer_specs`` (layer ``i`` named ``prefix.i``), their parameters the arrays
+    ``params[prefix.i.weight]`` ... (views into a model's flat buffer), their gradients likewise."""
+    layers = []
+    for i, s in enumerate(layer_specs):
+        w, b = (f"{prefix}.{i}.weight", f"{prefix}.{i}.bias")
+        if isinstance(s, specs.Linear):
+            layers.append(Linear(params[w], params[b], grads[w], grads[b]))
+        elif isinstance(s, specs.Conv2d):
+            layers.append(Conv2d(params[w], params[b], grads[w], grads[b], s.stride, s.padding))
+        elif isinstance(s, specs.ConvTranspose2d):
+            layers.append(ConvTranspose2d(params[w], params[b], grads[w], grads[b], s.stride,
+                                          s.padding, s.output_padding))
+        elif isinstance(s, specs.Flatten):
+            layers.append(Flatten())
+        elif isinstance(s, specs.Unflatten):
+            layers.append(Unflatten(s.shape))
+        elif isinstance(s, specs.BatchNorm1d):
+            p = f"{prefix}.{i}"
+            layers.append(BatchNorm1d(params[w], params[b], grads[w], grads[b],
+                                      buffers[f"{p}.running_mean"], buffers[f"{p}.running_var"],
+                                      buffers[f"{p}.num_batches_tracked"], s.eps, s.momentum))
+        elif isinstance(s, specs.Dropout):
+            layers.append(Dropout(s.p))
+        elif isinstance(s, specs.ReLU):
+            # In place where its input is a fresh output of the layer before, which nobody else holds.
+            fresh = (specs.Linear, specs.Conv2d, specs.ConvTranspose2d, specs.BatchNorm1d)
+            layers.append(ReLU(inplace=i > 0 and isinstance(layer_specs[i - 1], fresh)))
+        elif isinstance(s, specs.Sigmoid):
+            layers.append(Sigmoid())
+        elif isinstance(s, specs.Tanh):
+            layers.append(Tanh())
+        else:
+            raise SpecError(f"{prefix}.{i}: numpy_vae has no layer for {s!r}")
+    return layers
+
+
+def init_params(spec, params: dict, seed: int | np.random.Generator) -> None:
+    """torch's default init for each layer of ``spec.modules()``, in that order: weight and bias
+    ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); BatchNorm's weight 1 and bias 0 (no draw)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    for prefix, layer in spec.modules():
+        names = layer.param_shapes()
+        if isinstance(layer, specs.BatchNorm1d):
+            params[f"{prefix}.weight"][...] = 1
+            params[f"{prefix}.bias"][...] = 0
+        elif "weight" in names:
+            bound = 1.0 / math.sqrt(layer.fan_in)
+            for name in ("weight", "bias"):
+                param = params[f"{prefix}.{name}"]
+                param[...] = rng.uniform(-bound, bound, param.shape)
+
+
 class VAE:
     """A variational autoencoder built from a :class:`~numpy_vae.specs.VAESpec`; see the module docstring."""
 
@@ -128,53 +181,10 @@ class VAE:
 
     def _layers(self, prefix: str, layer_specs) -> list:
         """The NumPy layers of a spec's encoder or decoder, their parameters views into the flat buffers."""
-        layers = []
-        for i, s in enumerate(layer_specs):
-            w, b = (f"{prefix}.{i}.weight", f"{prefix}.{i}.bias")
-            if isinstance(s, specs.Linear):
-                layers.append(Linear(self.params[w], self.params[b], self.grads[w], self.grads[b]))
-            elif isinstance(s, specs.Conv2d):
-                layers.append(Conv2d(self.params[w], self.params[b], self.grads[w], self.grads[b], s.stride, s.padding))
-            elif isinstance(s, specs.ConvTranspose2d):
-                layers.append(ConvTranspose2d(self.params[w], self.params[b], self.grads[w], self.grads[b], s.stride,
-                                              s.padding, s.output_padding))
-            elif isinstance(s, specs.Flatten):
-                layers.append(Flatten())
-            elif isinstance(s, specs.Unflatten):
-                layers.append(Unflatten(s.shape))
-            elif isinstance(s, specs.BatchNorm1d):
-                p = f"{prefix}.{i}"
-                layers.append(BatchNorm1d(self.params[w], self.params[b], self.grads[w], self.grads[b],
-                                          self.buffers[f"{p}.running_mean"], self.buffers[f"{p}.running_var"],
-                                          self.buffers[f"{p}.num_batches_tracked"], s.eps, s.momentum))
-            elif isinstance(s, specs.Dropout):
-                layers.append(Dropout(s.p))
-            elif isinstance(s, specs.ReLU):
-                # In place where its input is a fresh output of the layer before, which nobody else holds.
-                fresh = (specs.Linear, specs.Conv2d, specs.ConvTranspose2d, specs.BatchNorm1d)
-                layers.append(ReLU(inplace=i > 0 and isinstance(layer_specs[i - 1], fresh)))
-            elif isinstance(s, specs.Sigmoid):
-                layers.append(Sigmoid())
-            elif isinstance(s, specs.Tanh):
-                layers.append(Tanh())
-            else:
-                raise SpecError(f"{prefix}.{i}: numpy_vae has no layer for {s!r}")
-        return layers
+        return interpret_layers(prefix, layer_specs, self.params, self.grads, self.buffers)
 
     def _init_params(self, seed) -> None:
-        """torch's default init for each layer: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in));
-        BatchNorm's weight 1 and bias 0 (no draw)."""
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        for prefix, layer in self.spec.modules():
-            names = layer.param_shapes()
-            if isinstance(layer, specs.BatchNorm1d):
-                self.params[f"{prefix}.weight"][...] = 1
-                self.params[f"{prefix}.bias"][...] = 0
-            elif "weight" in names:
-                bound = 1.0 / math.sqrt(layer.fan_in)
-                for name in ("weight", "bias"):
-                    param = self.params[f"{prefix}.{name}"]
-                    param[...] = rng.uniform(-bound, bound, param.shape)
+        init_params(self.spec, self.params, seed)
 
     @property
     def num_params(self) -> int:

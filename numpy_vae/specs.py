@@ -391,6 +391,198 @@ class VAESpec:
             raise SpecError(f"not a VAE spec ({type(e).__name__}: {e})") from None
 
 
+# ----------------------------------------------- several stochastic layers
+#: Layers a stack of stochastic layers may hold: per-row functions without running statistics or masks.
+_PER_ROW_LAYERS = (Linear, ReLU, Sigmoid, Tanh)
+
+
+def _check_net(where: str, layers, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of ``layers`` on ``shape``; SpecError if a layer is not per-row or the shapes do not fit."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, _PER_ROW_LAYERS):
+            raise SpecError(f"{where}.{i}: {layer!r} cannot be part of a stack of stochastic layers "
+                            f"(Linear, ReLU, Sigmoid and Tanh can; BatchNorm1d and Dropout would couple the K samples)")
+        shape = layer.output_shape(shape)
+    return shape
+
+
+@dataclass(frozen=True)
+class StochasticLayer:
+    """A diagonal Gaussian of ``latent`` dimensions conditioned on the layer's input h:
+
+        a = net(h),   mu = a W_mu^T + b_mu,   logvar = a W_logvar^T + b_logvar,   N(mu, e^logvar)
+
+    Its parameters are ``PREFIX.net.i.*`` (``net`` a torch.nn.Sequential), ``PREFIX.mu.*`` and
+    ``PREFIX.logvar.*``.  ``net`` may be empty (the heads then read h itself).
+    """
+    net: tuple
+    latent: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "net", tuple(self.net))
+        _positive_int("latent", self.latent)
+
+    def features(self, where: str, in_features: int) -> int:
+        """H, the width of net's output that both heads read, for an input of ``in_features``."""
+        shape = _check_net(f"{where}.net", self.net, (in_features,))
+        if len(shape) != 1:
+            raise SpecError(f"{where}.net must end in a flat feature vector, got shape {shape}")
+        return shape[0]
+
+    def modules(self, prefix: str, in_features: int):
+        """(name, layer spec) of net's layers and of the two heads, in ``state_dict()`` order."""
+        h = self.features(prefix, in_features)
+        yield from ((f"{prefix}.net.{i}", layer) for i, layer in enumerate(self.net))
+        yield from ((f"{prefix}.{head}", Linear(h, self.latent)) for head in ("mu", "logvar"))
+
+    def to_json(self) -> dict:
+        return {"net": [layer_to_json(l) for l in self.net], "latent": self.latent}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "StochasticLayer":
+        return cls(net=tuple(layer_from_json(l) for l in d["net"]), latent=d["latent"])
+
+
+@dataclass(frozen=True)
+class HVAESpec:
+    """A VAE with L stochastic layers h_1 ... h_L (Burda et al. 2015, section 5)::
+
+        inference   q(h_1|x) q(h_2|h_1) ... q(h_L|h_{L-1})        ``encoder[l]`` is q(h_{l+1}|h_l), h_0 = x
+        generative  p(h_L) = N(0, I),  p(h_l|h_{l+1}) for l < L,   ``decoder[l]`` is p(h_{l+1}|h_{l+2})
+                    p(x|h_1): ``likelihood_net`` gives Bernoulli logits
+
+    Parameter names (torch_vae's ``state_dict()`` keys): ``q1.net.0.weight``, ``q1.mu.weight``,
+    ``q1.logvar.weight``, ... for the encoder's layers, ``p1....`` for the decoder's (p1 is p(h_1|h_2)),
+    ``px.net.i.*`` for the likelihood; in that order.  The model is ``numpy_vae.hvae.HVAE``.
+    """
+    name: str
+    encoder: tuple
+    decoder: tuple
+    likelihood_net: tuple
+    input_shape: tuple[int, ...] = (INPUT_DIM,)
+    likelihood: str = "bernoulli"
+    kind = "hvae"
+
+    def __post_init__(self):
+        for field in ("encoder", "decoder", "likelihood_net", "input_shape"):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
+        if self.likelihood != "bernoulli":
+            raise SpecError(f"likelihood={self.likelihood!r}: a stack of stochastic layers has a bernoulli likelihood")
+        if len(self.input_shape) != 1:
+            raise SpecError(f"input_shape={self.input_shape}: expected a flat (D,) input")
+        if not self.encoder or not all(isinstance(s, StochasticLayer) for s in self.encoder + self.decoder):
+            raise SpecError("encoder and decoder must hold StochasticLayer specs, the encoder at least one")
+        if len(self.decoder) != len(self.encoder) - 1:
+            raise SpecError(f"{len(self.encoder)} stochastic layers need {len(self.encoder) - 1} conditional priors "
+                            f"p(h_l|h_(l+1)) in the decoder, got {len(self.decoder)}")
+        for l, p in enumerate(self.decoder):
+            if p.latent != self.latents[l]:
+                raise SpecError(f"p{l + 1} is a Gaussian over h_{l + 1}, which has {self.latents[l]} dimensions, "
+                                f"not {p.latent}")
+        list(self.modules())                       # every net fits its input
+        shape = _check_net("px.net", self.likelihood_net, (self.latents[0],))
+        if shape != self.input_shape:
+            raise SpecError(f"px.net of {self.name!r} outputs shape {shape}, not the input's {self.input_shape}")
+
+    @property
+    def input_dim(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def latents(self) -> tuple[int, ...]:
+        """(d_1, ..., d_L), the sizes of h_1 ... h_L."""
+        return tuple(q.latent for q in self.encoder)
+
+    @property
+    def latent(self) -> int:
+        """d_L, the size of the top layer (the one with the N(0, I) prior)."""
+        return self.latents[-1]
+
+    @property
+    def noise_dim(self) -> int:
+        """d_1 + ... + d_L: one draw of the whole chain reads eps = [eps_1 | ... | eps_L] of this width."""
+        return sum(self.latents)
+
+    def stochastic_layers(self):
+        """(prefix, StochasticLayer, in_features) of q1 ... qL, p1 ... p(L-1)."""
+        ins = (self.input_dim, *self.latents[:-1])
+        yield from ((f"q{l + 1}", q, n) for l, (q, n) in enumerate(zip(self.encoder, ins)))
+        yield from ((f"p{l + 1}", p, self.latents[l + 1]) for l, p in enumerate(self.decoder))
+
+    def modules(self):
+        """(prefix, layer spec) of every layer, in ``state_dict()`` order: q1 ..., p1 ..., px.net.i."""
+        for prefix, layer, n in self.stochastic_layers():
+            yield from layer.modules(prefix, n)
+        yield from ((f"px.net.{i}", layer) for i, layer in enumerate(self.likelihood_net))
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {f"{prefix}.{name}": shape for prefix, layer in self.modules()
+                for name, shape in layer.param_shapes().items()}
+
+    def buffer_shapes(self) -> dict:
+        return {}
+
+    def state_names(self) -> list[str]:
+        return list(self.parameter_shapes())
+
+    def dropout_layers(self) -> dict[str, float]:
+        return {}
+
+    def has_batchnorm(self) -> bool:
+        return False
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(s) for s in self.parameter_shapes().values())
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "encoder": [q.to_json() for q in self.encoder],
+                "decoder": [p.to_json() for p in self.decoder],
+                "likelihood_net": [layer_to_json(l) for l in self.likelihood_net],
+                "input_shape": list(self.input_shape), "likelihood": self.likelihood}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "HVAESpec":
+        try:
+            return cls(name=str(d["name"]), encoder=tuple(StochasticLayer.from_json(q) for q in d["encoder"]),
+                       decoder=tuple(StochasticLayer.from_json(p) for p in d["decoder"]),
+                       likelihood_net=tuple(layer_from_json(l) for l in d["likelihood_net"]),
+                       input_shape=tuple(d.get("input_shape", (INPUT_DIM,))), likelihood=d.get("likelihood", "bernoulli"))
+        except (KeyError, TypeError) as e:
+            raise SpecError(f"not a spec of stochastic layers ({type(e).__name__}: {e})") from None
+
+
+def _tanh_net(sizes) -> tuple:
+    """Linear, Tanh for each consecutive pair of ``sizes``."""
+    return tuple(layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in (Linear(n_in, n_out), Tanh()))
+
+
+def burda2_spec(latent: int = 50, hidden=None, **options) -> HVAESpec:
+    """Burda et al. (2015)'s two-stochastic-layer MNIST model (their appendix; ``hidden`` is ignored, as the
+    sizes are the paper's, and ``latent`` sets h_2's size, 50 in the paper)::
+
+        q(h1|x)   784-200-200 tanh, then a Gaussian of 100      q(h2|h1)  100-100-100 tanh, then a Gaussian of 50
+        p(h2)     N(0, I)                                        p(h1|h2)  50-100-100 tanh, then a Gaussian of 100
+        p(x|h1)   100-200-200 tanh, then Linear(200, 784): Bernoulli logits
+
+    With latent 50 it has 521,084 parameters.  The MLP's ``options`` are refused unless they are tanh and
+    bernoulli without batchnorm or dropout (the paper's).
+    """
+    latent = _positive_int("latent", latent)
+    defaults = {"activation": "tanh", "batchnorm": False, "dropout": 0.0, "likelihood": "bernoulli",
+                "likelihood_variance": 1.0}
+    for name, value in options.items():
+        if name not in defaults:
+            raise SpecError(f"burda2_spec() got an unknown option {name!r}")
+        if value != defaults[name]:
+            raise SpecError(f"{name}={value!r}: the burda2 architecture is the paper's ({name}={defaults[name]!r})")
+    return HVAESpec(name="burda2",
+                    encoder=(StochasticLayer(_tanh_net((INPUT_DIM, 200, 200)), 100),
+                             StochasticLayer(_tanh_net((100, 100, 100)), latent)),
+                    decoder=(StochasticLayer(_tanh_net((latent, 100, 100)), 100),),
+                    likelihood_net=(*_tanh_net((100, 200, 200)), Linear(200, INPUT_DIM)))
+
+
 # ------------------------------------------------------------ the architectures
 def _hidden_block(n_in: int, n_out: int, activation: str, batchnorm: bool, dropout: float) -> list:
     """Linear, then BatchNorm1d (optional), the activation, Dropout (optional): one hidden layer."""
@@ -463,7 +655,7 @@ def conv_spec(latent: int = 20, hidden=None, **options) -> VAESpec:
     return VAESpec(name="conv", encoder=encoder, latent=latent, decoder=decoder, input_shape=(INPUT_DIM,))
 
 
-ARCHITECTURES = {"mlp": mlp_spec, "conv": conv_spec}
+ARCHITECTURES = {"mlp": mlp_spec, "conv": conv_spec, "burda2": burda2_spec}
 
 
 def make_spec(arch: str = "mlp", **kwargs) -> VAESpec:
