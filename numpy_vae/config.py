@@ -68,6 +68,10 @@ class TrainConfig:
         """The architecture (``numpy_vae.specs.VAESpec``) this config trains."""
         return make_spec(self.arch, hidden=tuple(self.hidden), latent=self.latent, **self.spec_options())
 
+    def noise_dim(self) -> int:
+        """The width of one draw of eps: the latent size, or d_1 + ... + d_L for several stochastic layers."""
+        return getattr(self.spec(), "noise_dim", self.latent)
+
     def model_config(self) -> dict:
         """``build_model``'s keyword arguments."""
         return {"arch": self.arch, "latent": self.latent, "hidden": tuple(self.hidden), "beta": self.beta,
@@ -155,6 +159,9 @@ def validate_config(config: TrainConfig) -> None:
     if config.objective == "iwae" and (config.batchnorm or config.dropout):
         raise ConfigError("objective='iwae' with batchnorm or dropout: the K samples of an image would see "
                           "different batch statistics and masks; use --objective elbo for that model")
+    if config.arch == "burda2" and (config.beta != 1 or config.kl_warmup_epochs):
+        raise ConfigError(f"arch='burda2' with beta={config.beta}, kl_warmup_epochs={config.kl_warmup_epochs}: the "
+                          f"model trains log w (no closed-form KL term to weight); use beta 1 without warm-up")
     if n > MAX_PARAMETERS:
         raise ConfigError(f"hidden={','.join(map(str, config.hidden))}, latent={config.latent} makes {n:,} parameters, "
                           f"more than the {MAX_PARAMETERS:,} supported")

@@ -25,12 +25,10 @@ stochastic layers: docs/gradients.md#two-stochastic-layers
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .inputs import InputError, _finite_as, _real_array, check_images
-from .model import init_params, interpret_layers
+from .inputs import InputError, _finite_as, _real_array, check_images, check_latent
+from .interpret import flat_buffers, init_params, interpret_layers, model_dtype, pack_layout
 from .nn.container import Sequential
 from .nn.gaussian_density import DiagGaussianLogDensity, SampleLogDensity, StandardNormalLogDensity
 from .nn.head import GaussianHead
@@ -51,12 +49,7 @@ def hvae_flat_layout(spec: HVAESpec) -> dict[str, tuple[int, ...]]:
         order += [n for n in shapes if n.startswith(f"{prefix}.net.")]
         order += [f"{prefix}.mu.weight", f"{prefix}.logvar.weight", f"{prefix}.mu.bias", f"{prefix}.logvar.bias"]
     order += [n for n in shapes if n.startswith("px.")]
-    layout, offset = {}, 0
-    for name in order:
-        size = math.prod(shapes[name])
-        layout[name] = (offset, offset + size)
-        offset += size
-    return layout
+    return pack_layout(order, shapes)
 
 
 class HVAE:
@@ -65,12 +58,7 @@ class HVAE:
     def __init__(self, spec: HVAESpec, beta: float = 1.0, dtype=np.float32, seed: int | np.random.Generator = 0):
         if not isinstance(spec, HVAESpec):
             raise SpecError(f"spec must be a numpy_vae.specs.HVAESpec, got {type(spec).__name__}")
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            self.dtype = None
-        if self.dtype not in (np.float32, np.float64):
-            raise SpecError(f"dtype={dtype!r}: expected float32 or float64")
+        self.dtype = model_dtype(dtype)
         self.spec, self.beta = spec, beta
         self._check_beta()
         self.latents, self.latent, self.input_dim = spec.latents, spec.latent, spec.input_dim
@@ -78,11 +66,7 @@ class HVAE:
 
         shapes = spec.parameter_shapes()
         layout = self.layout = hvae_flat_layout(spec)
-        total = max(stop for _, stop in layout.values())
-        self.flat = np.zeros(total, self.dtype)
-        self.grad_flat = np.zeros(total, self.dtype)
-        self.params = {n: self.flat[slice(*layout[n])].reshape(s) for n, s in shapes.items()}
-        self.grads = {n: self.grad_flat[slice(*layout[n])].reshape(s) for n, s in shapes.items()}
+        self.flat, self.grad_flat, self.params, self.grads = flat_buffers(shapes, layout, self.dtype)
         self.buffers = {}
         init_params(spec, self.params, seed)
         self.training = True
@@ -141,6 +125,25 @@ class HVAE:
 
     def draw_masks(self, rng: np.random.Generator, batch: int):
         return None
+
+    # --------------------------------------- inference along the means: nothing is kept
+    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """x (B, D) -> mu_L, logvar_L (B, d_L) of the top layer, each q(h_l|h_(l-1)) read at the mean of the
+        layer below (the report's and the live page's view of the model through its top latent)."""
+        h = self.check_input(x)
+        for net, head in self.q:
+            mu, logvar = head(net(h))
+            h = mu
+        return mu, logvar
+
+    def decode(self, z, probs: bool = False) -> np.ndarray:
+        """h_L (B, d_L) -> the Bernoulli logits (B, D) (``probs``: the pixel probabilities), every h_l below
+        at the mean of p(h_l|h_(l+1))."""
+        h = check_latent(z, self.latent, self.dtype)
+        for net, head in reversed(self.p):
+            h, _ = head(net(h))
+        logits = self.px(h)
+        return self.likelihood.mean(logits) if probs else logits
 
     # ------------------------------------------------------------ the bound
     def bound(self, x, eps):

@@ -37,18 +37,16 @@ import math
 import numpy as np
 
 from . import specs
+from .hvae import HVAE
+from .interpret import flat_buffers, init_params, interpret_layers, model_dtype, pack_layout
 from .inputs import (InputError, check_batchnorm_batch, check_count, check_images, check_latent, check_masks,
                      check_noise)
-from .nn.activations import ReLU, Sigmoid, Tanh
 from .nn.batchnorm import BatchNorm1d
 from .nn.container import Sequential
-from .nn.conv import Conv2d, ConvTranspose2d
 from .nn.dropout import Dropout
 from .nn.head import GaussianHead
-from .nn.linear import Linear
 from .nn.losses import BernoulliNLL, GaussianKL, GaussianNLL
 from .nn.reparameterize import Reparameterize
-from .nn.reshape import Flatten, Unflatten
 from .specs import INPUT_DIM, SpecError, VAESpec
 from .streams import draw_masks
 
@@ -73,65 +71,7 @@ def flat_layout(spec: VAESpec) -> dict[str, tuple[int, int]]:
     order = [n for n in shapes if not n.startswith("fc_")]
     first_decoder = next((i for i, n in enumerate(order) if n.startswith("decoder.")), len(order))
     order[first_decoder:first_decoder] = ["fc_mu.weight", "fc_logvar.weight", "fc_mu.bias", "fc_logvar.bias"]
-    layout, offset = {}, 0
-    for name in order:
-        size = math.prod(shapes[name])
-        layout[name] = (offset, offset + size)
-        offset += size
-    return layout
-
-
-def interpret_layers(prefix: str, layer_specs, params: dict, grads: dict, buffers: dict) -> list:
-    """The NumPy layers of ``layer_specs`` (layer ``i`` named ``prefix.i``), their parameters the arrays
-    ``params[prefix.i.weight]`` ... (views into a model's flat buffer), their gradients likewise."""
-    layers = []
-    for i, s in enumerate(layer_specs):
-        w, b = (f"{prefix}.{i}.weight", f"{prefix}.{i}.bias")
-        if isinstance(s, specs.Linear):
-            layers.append(Linear(params[w], params[b], grads[w], grads[b]))
-        elif isinstance(s, specs.Conv2d):
-            layers.append(Conv2d(params[w], params[b], grads[w], grads[b], s.stride, s.padding))
-        elif isinstance(s, specs.ConvTranspose2d):
-            layers.append(ConvTranspose2d(params[w], params[b], grads[w], grads[b], s.stride,
-                                          s.padding, s.output_padding))
-        elif isinstance(s, specs.Flatten):
-            layers.append(Flatten())
-        elif isinstance(s, specs.Unflatten):
-            layers.append(Unflatten(s.shape))
-        elif isinstance(s, specs.BatchNorm1d):
-            p = f"{prefix}.{i}"
-            layers.append(BatchNorm1d(params[w], params[b], grads[w], grads[b],
-                                      buffers[f"{p}.running_mean"], buffers[f"{p}.running_var"],
-                                      buffers[f"{p}.num_batches_tracked"], s.eps, s.momentum))
-        elif isinstance(s, specs.Dropout):
-            layers.append(Dropout(s.p))
-        elif isinstance(s, specs.ReLU):
-            # In place where its input is a fresh output of the layer before, which nobody else holds.
-            fresh = (specs.Linear, specs.Conv2d, specs.ConvTranspose2d, specs.BatchNorm1d)
-            layers.append(ReLU(inplace=i > 0 and isinstance(layer_specs[i - 1], fresh)))
-        elif isinstance(s, specs.Sigmoid):
-            layers.append(Sigmoid())
-        elif isinstance(s, specs.Tanh):
-            layers.append(Tanh())
-        else:
-            raise SpecError(f"{prefix}.{i}: numpy_vae has no layer for {s!r}")
-    return layers
-
-
-def init_params(spec, params: dict, seed: int | np.random.Generator) -> None:
-    """torch's default init for each layer of ``spec.modules()``, in that order: weight and bias
-    ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); BatchNorm's weight 1 and bias 0 (no draw)."""
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    for prefix, layer in spec.modules():
-        names = layer.param_shapes()
-        if isinstance(layer, specs.BatchNorm1d):
-            params[f"{prefix}.weight"][...] = 1
-            params[f"{prefix}.bias"][...] = 0
-        elif "weight" in names:
-            bound = 1.0 / math.sqrt(layer.fan_in)
-            for name in ("weight", "bias"):
-                param = params[f"{prefix}.{name}"]
-                param[...] = rng.uniform(-bound, bound, param.shape)
+    return pack_layout(order, shapes)
 
 
 class VAE:
@@ -140,22 +80,13 @@ class VAE:
     def __init__(self, spec: VAESpec, beta: float = 1.0, dtype=np.float32, seed: int | np.random.Generator = 0):
         if not isinstance(spec, VAESpec):
             raise SpecError(f"spec must be a numpy_vae.specs.VAESpec, got {type(spec).__name__}")
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            self.dtype = None
-        if self.dtype not in (np.float32, np.float64):
-            raise SpecError(f"dtype={dtype!r}: expected float32 or float64")
+        self.dtype = model_dtype(dtype)
         self.spec, self.beta = spec, _check_beta(beta)
         self.latent, self.input_dim = spec.latent, spec.input_dim
 
         shapes = spec.parameter_shapes()
         layout = self.layout = flat_layout(spec)          # name -> (start, stop) in self.flat
-        total = max(stop for _, stop in layout.values())
-        self.flat = np.zeros(total, self.dtype)
-        self.grad_flat = np.zeros(total, self.dtype)
-        self.params = {n: self.flat[slice(*layout[n])].reshape(s) for n, s in shapes.items()}
-        self.grads = {n: self.grad_flat[slice(*layout[n])].reshape(s) for n, s in shapes.items()}
+        self.flat, self.grad_flat, self.params, self.grads = flat_buffers(shapes, layout, self.dtype)
         self.buffers = {n: np.zeros(shape, self.dtype if kind == "float" else np.dtype(kind))
                         for n, (shape, kind) in spec.buffer_shapes().items()}
         for name, buf in self.buffers.items():
@@ -338,4 +269,7 @@ def build_model(arch: str = "mlp", latent: int = 20, hidden=(512, 256), beta: fl
     (``numpy_vae.specs.mlp_spec``).  Raises SpecError (a ValueError) naming the argument for an
     architecture that cannot be built.
     """
-    return VAE(specs.make_spec(arch, hidden=hidden, latent=latent, **options), beta=beta, dtype=dtype, seed=seed)
+    spec = specs.make_spec(arch, hidden=hidden, latent=latent, **options)
+    if isinstance(spec, specs.HVAESpec):          # several stochastic layers (arch "burda2")
+        return HVAE(spec, beta=beta, dtype=dtype, seed=seed)
+    return VAE(spec, beta=beta, dtype=dtype, seed=seed)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from .inputs import InputError, _finite_as, _real_array
+from .hvae import HVAE
 from .model import VAE
 from .nn.iwae_bound import LogMeanExp, LogPriorRatio
 from .specs import SpecError
@@ -93,6 +94,8 @@ def iwae_loss(model: VAE, x, eps):
     ``model.grad_flat`` (so ``model.grads``) with d loss / d every parameter and returns
     d loss / d x (B, D) when ``need_input_grad``, else None.  Nothing is stored on the model.
     """
+    if isinstance(model, HVAE):         # several stochastic layers: the model computes its own bound
+        return model.bound(x, eps)
     check_iwae_model(model)
     x = model.check_input(x)
     batch, dtype = x.shape[0], model.dtype

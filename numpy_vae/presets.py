@@ -23,6 +23,10 @@ PRESETS = {
     # binarized data, batch 20, Adam eps 1e-4, lr 1e-3 * 10^(-i/7) for 3^i epochs, 3,280 epochs: 425,284
     "burda": {"arch": "mlp", "hidden": (200, 200), "latent": 50, "activation": "tanh", "binarize": "dynamic",
               "batch_size": 20, "lr": 1e-3, "lr_schedule": "burda", "adam_eps": 1e-4, "epochs": 3280},
+    # Burda et al.'s two-stochastic-layer model (numpy_vae.specs.burda2_spec: h1 of 100, h2 of 50), the same
+    # data, optimizer and schedule; trains log w of the whole chain (k=1, or --objective iwae --samples K): 521,084
+    "burda2": {"arch": "burda2", "latent": 50, "hidden": (200, 200), "activation": "tanh", "binarize": "dynamic",
+               "batch_size": 20, "lr": 1e-3, "lr_schedule": "burda", "adam_eps": 1e-4, "epochs": 3280},
 }
 LINEAR_PRESET = re.compile(r"linear-([1-9][0-9]*)-([1-9][0-9]*)")
 

@@ -552,6 +552,18 @@ class HVAESpec:
             raise SpecError(f"not a spec of stochastic layers ({type(e).__name__}: {e})") from None
 
 
+def _refuse_options(arch: str, options: dict, activation: str, what: str, hint: str = "") -> None:
+    """SpecError for an MLP option that an architecture with fixed layers cannot take (anything but its
+    ``activation``, bernoulli, no batchnorm or dropout)."""
+    defaults = {"activation": activation, "batchnorm": False, "dropout": 0.0, "likelihood": "bernoulli",
+                "likelihood_variance": 1.0}
+    for name, value in options.items():
+        if name not in defaults:
+            raise SpecError(f"{arch}_spec() got an unknown option {name!r}")
+        if value != defaults[name]:
+            raise SpecError(f"{name}={value!r}: the {arch} architecture {what} ({name}={defaults[name]!r}){hint}")
+
+
 def _tanh_net(sizes) -> tuple:
     """Linear, Tanh for each consecutive pair of ``sizes``."""
     return tuple(layer for n_in, n_out in zip(sizes[:-1], sizes[1:]) for layer in (Linear(n_in, n_out), Tanh()))
@@ -569,13 +581,7 @@ def burda2_spec(latent: int = 50, hidden=None, **options) -> HVAESpec:
     bernoulli without batchnorm or dropout (the paper's).
     """
     latent = _positive_int("latent", latent)
-    defaults = {"activation": "tanh", "batchnorm": False, "dropout": 0.0, "likelihood": "bernoulli",
-                "likelihood_variance": 1.0}
-    for name, value in options.items():
-        if name not in defaults:
-            raise SpecError(f"burda2_spec() got an unknown option {name!r}")
-        if value != defaults[name]:
-            raise SpecError(f"{name}={value!r}: the burda2 architecture is the paper's ({name}={defaults[name]!r})")
+    _refuse_options("burda2", options, "tanh", "is the paper's")
     return HVAESpec(name="burda2",
                     encoder=(StochasticLayer(_tanh_net((INPUT_DIM, 200, 200)), 100),
                              StochasticLayer(_tanh_net((100, 100, 100)), latent)),
@@ -641,14 +647,7 @@ def conv_spec(latent: int = 20, hidden=None, **options) -> VAESpec:
                  -> 32x14x14 -> ConvTranspose2d(32, 1, 4, 2, 1) -> 1x28x28 logits -> Flatten -> 784
     """
     latent = _positive_int("latent", latent)
-    defaults = {"activation": "relu", "batchnorm": False, "dropout": 0.0, "likelihood": "bernoulli",
-                "likelihood_variance": 1.0}
-    for name, value in options.items():
-        if name not in defaults:
-            raise SpecError(f"conv_spec() got an unknown option {name!r}")
-        if value != defaults[name]:
-            raise SpecError(f"{name}={value!r}: the conv architecture has fixed layers ({name}={defaults[name]!r}); "
-                            f"use --arch mlp for it")
+    _refuse_options("conv", options, "relu", "has fixed layers", "; use --arch mlp for it")
     encoder = (Unflatten((1, 28, 28)), Conv2d(1, 32, 4, 2, 1), ReLU(), Conv2d(32, 64, 4, 2, 1), ReLU(), Flatten())
     decoder = (Linear(latent, 64 * 7 * 7), ReLU(), Unflatten((64, 7, 7)), ConvTranspose2d(64, 32, 4, 2, 1), ReLU(),
                ConvTranspose2d(32, 1, 4, 2, 1), Flatten())

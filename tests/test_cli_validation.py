@@ -132,7 +132,7 @@ def test_unwritable_folder_is_refused_even_for_root(sandbox, capsys, monkeypatch
 def test_help_is_still_whole(capsys):
     code, out, err = run_main(["train", "--help"], capsys)
     assert code == 0 and err == ""
-    assert out.startswith("usage: vae train") and "--preset {burda,conv,default,mlp,mlp-400,mlp-bn,mse,quick,linear-W-L}" in out and "--resume RUN_DIR" in out
+    assert out.startswith("usage: vae train") and "--preset {burda,burda2,conv,default,mlp,mlp-400,mlp-bn,mse,quick,linear-W-L}" in out and "--resume RUN_DIR" in out
     code, out, _ = run_main(["--help"], capsys)
     assert code == 0 and "train" in out and out.count("\n") > 3
 

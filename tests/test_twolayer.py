@@ -228,3 +228,80 @@ def test_refusals():
     model = HVAE(specs.burda2_spec(latent=3), dtype=np.float64)
     with pytest.raises(InputError, match=r"\(2, 103\) or \(2, K, 103\)"):
         model.loss(np.zeros((2, 784)), np.zeros((2, 50)))
+
+
+# ------------------------------------------------------- training and resuming
+BURDA2_TINY = ["--preset", "burda2", "--epochs", "2", "--train-limit", "200", "--seed", "4"]   # 10 steps per epoch
+
+
+def test_burda2_sigkill_then_resume_equals_uninterrupted_run(real_mnist_dir, tmp_path):
+    """`vae train --preset burda2 --objective iwae --samples 5` (the ELBO run differs only in K = 1) killed in epoch 2 and resumed ends bit for bit where the uninterrupted run
+    does (parameters, Adam state, generator states, metrics), as tests/test_resume.py checks the one-layer VAE."""
+    import subprocess
+    from test_resume import child_env, cli, kill_at_step, strip_seconds
+
+    from numpy_vae.training.checkpoint import load_checkpoint
+    common = [*BURDA2_TINY, "--objective", "iwae", "--samples", "5", "--data-dir", str(real_mnist_dir), "--runs-dir", str(tmp_path),
+              "--no-figures", "--no-progress"]
+    reference = subprocess.Popen(cli(*common, "--name", "reference"), env=child_env(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    kill_at_step("numpy", 15, [*common, "--name", "killed"])
+    killed = tmp_path / "killed"
+    assert load_checkpoint(killed / "last.npz")[2]["epoch"] == 1
+    resumed = subprocess.run(cli("--resume", str(killed), "--no-progress", "--no-figures"), env=child_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    out, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err
+    assert "521,084 parameters" in out
+    p_ref, o_ref, m_ref = load_checkpoint(tmp_path / "reference" / "last.npz")
+    p_res, o_res, m_res = load_checkpoint(killed / "last.npz")
+    assert list(p_ref) == list(specs.burda2_spec().parameter_shapes()) == list(p_res)
+    for name in p_ref:
+        assert p_res[name].dtype == p_ref[name].dtype and np.array_equal(p_res[name], p_ref[name]), name
+    for key in o_ref:
+        assert np.array_equal(o_res[key], o_ref[key]), key
+    assert m_res["rng"] == m_ref["rng"] and m_res["step"] == 20
+    assert strip_seconds(m_res["metrics"]) == strip_seconds(m_ref["metrics"])
+    assert m_ref["metrics"][1]["test_loss"] < m_ref["metrics"][0]["test_loss"] < 550     # it learns
+
+    # `vae evaluate`: the importance-weighted estimate through the whole chain, K = 1 equal to -log w
+    from numpy_vae.cli import main
+    assert main(["evaluate", str(killed / "last.npz"), "-k", "8", "--limit", "3", "--no-progress",
+                 "--data-dir", str(real_mnist_dir)]) == 0
+    import json
+    record = json.loads((killed / "evaluation.json").read_text())
+    assert record["k"] == 8 and record["images"] == 3 and 0 < record["iwae_nll"] <= record["neg_elbo"] < 550
+
+
+def test_chain_estimate_is_the_log_mean_exp_of_the_models_log_weights():
+    """importance_weighted_nll_chain: K draws per image from the image's own stream, folded in chunks exactly
+    as one log-mean-exp; K = 1 gives -log w, the per-image training loss of the same draw."""
+    from numpy_vae.evaluation.iwae import image_rng, importance_weighted_nll_chain
+    from numpy_vae.streams import draw_eps
+    spec = HVAESpec("tiny", (StochasticLayer((Linear(4, 3), Tanh()), 2), StochasticLayer((), 2)),
+                    (StochasticLayer((Linear(2, 3), Tanh()), 2),), (Linear(2, 4),), input_shape=(4,))
+    model = HVAE(spec, dtype=np.float64, seed=1)
+    x = np.random.default_rng(2).random((3, 4))
+    est = importance_weighted_nll_chain(model.log_weights, 4, np.float64, x, k=7, seed=3, max_rows=3)
+    for i in range(3):
+        eps = draw_eps(image_rng(3, i), 7, 4, np.float64)[None]
+        log_w = model.log_weights(x[i:i + 1], eps)[0]
+        assert est.nll[i] == pytest.approx(-(np.logaddexp.reduce(log_w) - math.log(7)), rel=1e-12)
+        assert est.neg_elbo_mc[i] == pytest.approx(-log_w.mean(), rel=1e-12)
+        loss, _, _ = model.loss(x[i:i + 1], eps[:, :1])
+        assert loss == pytest.approx(-log_w[0], rel=1e-12)
+
+
+def test_encode_and_decode_read_the_model_along_its_means():
+    """encode: q's means up the chain to the top layer's (mu, logvar); decode: p's means down to the logits."""
+    model = HVAE(specs.burda2_spec(latent=3), dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).random((2, 784))
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (2, 3)
+    (net1, head1), (net2, head2) = model.q
+    assert np.array_equal(mu, head2(net2(head1(net1(x))[0]))[0])
+    logits = model.decode(mu)
+    (pnet, phead), = model.p
+    assert np.array_equal(logits, model.px(phead(pnet(mu))[0]))
+    assert np.allclose(model.decode(mu, probs=True), 1 / (1 + np.exp(-logits)))

@@ -64,7 +64,8 @@ def run(args) -> int:
 
     from ..training.checkpoint import CheckpointError
     from ..data import load_mnist
-    from ..evaluation.iwae import bernoulli_log_likelihood, gaussian_log_likelihood, importance_weighted_nll
+    from ..evaluation.iwae import (bernoulli_log_likelihood, gaussian_log_likelihood, importance_weighted_nll,
+                                   importance_weighted_nll_chain)
     from ..streams import binarize, heldout_binarize_stream
     from ..inputs import InputError
     from ..report import HISTORY_FILE, save_evaluation
@@ -102,9 +103,15 @@ def run(args) -> int:
                 f"are unusable (a diverged run?); retrain, or evaluate another checkpoint (e.g. best.npz)")
     try:
         with np.errstate(all="ignore"):       # overflow in a broken model: reported below in one line
-            est = importance_weighted_nll(backend.encode, backend.decode_logits, test_x, k=args.k, seed=args.seed,
-                                          max_rows=args.max_rows, progress=not args.no_progress,
-                                          log_likelihood=log_likelihood)
+            model = getattr(backend, "model", None)
+            if hasattr(model, "log_weights"):     # several stochastic layers: log w of the whole chain
+                est = importance_weighted_nll_chain(model.log_weights, model.noise_dim, model.dtype, test_x, k=args.k,
+                                                    seed=args.seed, max_rows=args.max_rows,
+                                                    progress=not args.no_progress)
+            else:
+                est = importance_weighted_nll(backend.encode, backend.decode_logits, test_x, k=args.k,
+                                              seed=args.seed, max_rows=args.max_rows, progress=not args.no_progress,
+                                              log_likelihood=log_likelihood)
     except InputError:                        # the decoder refused a non-finite z from the encoder
         raise CheckpointError(unusable) from None
     summary = {**est.summary(), "test_set": test_set}

@@ -84,6 +84,35 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
 image_rng = iwae_stream
 
 
+def _check_arguments(x, k, max_rows: int) -> tuple[np.ndarray, int]:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"K must be a positive integer number of importance samples, got {k!r}")
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
+    x = np.asarray(x)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (N, D) array of images, got shape {x.shape}")
+    return x, int(k)
+
+
+def _image_batches(x: np.ndarray, k: int, seed: int, first_index: int, max_rows: int, progress: bool, desc: str):
+    """(start, images (b, D), their Generators, the sizes of their chunks of draws, the progress bar) for each
+    batch of ``max(1, max_rows // K)`` images; each image's K draws come in chunks of at most ``max_rows``."""
+    images_per_batch, chunk = max(1, max_rows // k), min(k, max_rows)
+    with tqdm(total=len(x), desc=desc, unit="image", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(x), images_per_batch):
+            xb = x[start:start + images_per_batch]
+            rngs = [image_rng(seed, first_index + start + i) for i in range(len(xb))]
+            yield start, xb, rngs, [min(chunk, k - k0) for k0 in range(0, k, chunk)], bar
+            bar.update(len(xb))
+
+
+def _fold(run_max: np.ndarray, run_sum: np.ndarray, logw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A running log-sum-exp per row, (max so far, sum_k exp(log w_k - max)), updated with a chunk logw (b, kc)."""
+    new_max = np.maximum(run_max, logw.max(axis=1))
+    return new_max, run_sum * np.exp(run_max - new_max) + np.exp(logw - new_max[:, None]).sum(axis=1)
+
+
 @dataclass
 class Estimate:
     """Per-image results of :func:`importance_weighted_nll` (all float64, shape (N,))."""
@@ -122,47 +151,57 @@ def importance_weighted_nll(encode, decode_logits, x: np.ndarray, k: int = 5000,
     Rows are processed ``max(1, max_rows // K)`` images at a time, and each image's
     draws in chunks of at most ``max_rows`` rows.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"K must be a positive integer number of importance samples, got {k!r}")
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
-    x = np.asarray(x)
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"x must be a non-empty (N, D) array of images, got shape {x.shape}")
-    n, k = len(x), int(k)
+    x, k = _check_arguments(x, k, max_rows)
+    n = len(x)
     nll, neg_elbo, neg_elbo_mc = (np.empty(n) for _ in range(3))
-    images_per_batch = max(1, max_rows // k)
-    chunk = min(k, max_rows)
     t0 = time.perf_counter()
-    with tqdm(total=n, desc=desc, unit="image", disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, n, images_per_batch):
-            xb = x[start:start + images_per_batch]
-            b = len(xb)
-            mu, logvar = (np.asarray(a) for a in encode(xb))
-            latent = mu.shape[1]
-            rngs = [image_rng(seed, first_index + start + i) for i in range(b)]
-            run_max = np.full(b, -np.inf)          # running log-sum-exp: max so far ...
-            run_sum = np.zeros(b)                  # ... and sum_k exp(log w_k - max)
-            sum_logw = np.zeros(b)
-            sum_loglik = np.zeros(b)
-            sigma = np.exp(0.5 * logvar)[:, None, :]
-            for k0 in range(0, k, chunk):
-                kc = min(chunk, k - k0)
-                eps = np.stack([draw_eps(r, kc, latent, mu.dtype) for r in rngs])      # (b, kc, L)
-                z = mu[:, None, :] + eps * sigma        # as Reparameterize computes it, in the model's dtype
-                logits = np.asarray(decode_logits(z.reshape(b * kc, latent))).reshape(b, kc, -1)
-                loglik = np.asarray(log_likelihood(logits, xb[:, None, :]), np.float64)         # (b, kc)
-                logw = loglik + log_prior_ratio(z, logvar[:, None, :], eps)
-                sum_logw += logw.sum(axis=1)
-                sum_loglik += loglik.sum(axis=1)
-                new_max = np.maximum(run_max, logw.max(axis=1))
-                run_sum = run_sum * np.exp(run_max - new_max) + np.exp(logw - new_max[:, None]).sum(axis=1)
-                run_max = new_max
-            sl = slice(start, start + b)
-            nll[sl] = -(run_max + np.log(run_sum) - math.log(k))
-            neg_elbo_mc[sl] = -sum_logw / k
-            neg_elbo[sl] = -sum_loglik / k + gaussian_kl(mu, logvar)
-            bar.update(b)
-            if bar.n and not bar.disable:
-                bar.set_postfix(nll=f"{nll[:start + b].mean():.2f}")
+    for start, xb, rngs, chunks, bar in _image_batches(x, k, seed, first_index, max_rows, progress, desc):
+        b = len(xb)
+        mu, logvar = (np.asarray(a) for a in encode(xb))
+        latent = mu.shape[1]
+        run_max = np.full(b, -np.inf)          # running log-sum-exp: max so far ...
+        run_sum = np.zeros(b)                  # ... and sum_k exp(log w_k - max)
+        sum_logw = np.zeros(b)
+        sum_loglik = np.zeros(b)
+        sigma = np.exp(0.5 * logvar)[:, None, :]
+        for kc in chunks:
+            eps = np.stack([draw_eps(r, kc, latent, mu.dtype) for r in rngs])      # (b, kc, L)
+            z = mu[:, None, :] + eps * sigma        # as Reparameterize computes it, in the model's dtype
+            logits = np.asarray(decode_logits(z.reshape(b * kc, latent))).reshape(b, kc, -1)
+            loglik = np.asarray(log_likelihood(logits, xb[:, None, :]), np.float64)         # (b, kc)
+            logw = loglik + log_prior_ratio(z, logvar[:, None, :], eps)
+            sum_logw += logw.sum(axis=1)
+            sum_loglik += loglik.sum(axis=1)
+            run_max, run_sum = _fold(run_max, run_sum, logw)
+        sl = slice(start, start + b)
+        nll[sl] = -(run_max + np.log(run_sum) - math.log(k))
+        neg_elbo_mc[sl] = -sum_logw / k
+        neg_elbo[sl] = -sum_loglik / k + gaussian_kl(mu, logvar)
+        if not bar.disable:
+            bar.set_postfix(nll=f"{nll[:start + b].mean():.2f}")
     return Estimate(nll=nll, neg_elbo=neg_elbo, neg_elbo_mc=neg_elbo_mc, k=k, seconds=time.perf_counter() - t0)
+
+
+def importance_weighted_nll_chain(log_weights, noise_dim: int, dtype, x: np.ndarray, k: int = 5000, seed: int = 0,
+                                  first_index: int = 0, max_rows: int = 4096, progress: bool = False,
+                                  desc: str = "IWAE") -> Estimate:
+    """As :func:`importance_weighted_nll`, for a model that computes its own log-weights: several stochastic
+    layers (``numpy_vae.hvae.HVAE.log_weights(x (b, D), eps (b, kc, N)) -> log w (b, kc)``), the proposals
+    drawn through the whole encoder chain.  Row i's eps (K, N) comes from ``image_rng(seed, first_index + i)``.
+    There is no closed-form KL across layers, so ``neg_elbo`` is the Monte Carlo one, ``neg_elbo_mc``.
+    """
+    x, k = _check_arguments(x, k, max_rows)
+    nll, neg_elbo_mc = np.empty(len(x)), np.empty(len(x))
+    t0 = time.perf_counter()
+    for start, xb, rngs, chunks, _ in _image_batches(x, k, seed, first_index, max_rows, progress, desc):
+        b = len(xb)
+        run_max, run_sum, sum_logw = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
+        for kc in chunks:
+            eps = np.stack([draw_eps(r, kc, noise_dim, dtype) for r in rngs])                  # (b, kc, N)
+            logw = np.asarray(log_weights(xb, eps), np.float64)
+            sum_logw += logw.sum(axis=1)
+            run_max, run_sum = _fold(run_max, run_sum, logw)
+        nll[start:start + b] = -(run_max + np.log(run_sum) - math.log(k))
+        neg_elbo_mc[start:start + b] = -sum_logw / k
+    return Estimate(nll=nll, neg_elbo=neg_elbo_mc.copy(), neg_elbo_mc=neg_elbo_mc, k=k,
+                    seconds=time.perf_counter() - t0)

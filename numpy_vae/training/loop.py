@@ -80,12 +80,14 @@ def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return config.beta * min(1.0, step / (config.kl_warmup_epochs * steps_per_epoch))
 
 
-def draw_noise(rng: np.random.Generator, batch: int, config: TrainConfig, dtype) -> np.ndarray:
+def draw_noise(rng: np.random.Generator, batch: int, config: TrainConfig, dtype, width: int | None = None) -> np.ndarray:
     """eps of one training step: (B, L) for the ELBO, (B, K, L) for the importance-weighted bound
-    (image b's K draws are rows b K ... b K + K - 1 of one (B K, L) draw)."""
+    (image b's K draws are rows b K ... b K + K - 1 of one (B K, L) draw).  L is ``width`` if given
+    (``config.noise_dim()``: d_1 + ... + d_L for several stochastic layers), else ``config.latent``."""
+    width = config.latent if width is None else width
     if config.objective == "iwae":
-        return draw_eps(rng, batch * config.samples, config.latent, dtype).reshape(batch, config.samples, -1)
-    return draw_eps(rng, batch, config.latent, dtype)
+        return draw_eps(rng, batch * config.samples, width, dtype).reshape(batch, config.samples, -1)
+    return draw_eps(rng, batch, width, dtype)
 
 
 def scored_test_set(config: TrainConfig, test_x: np.ndarray) -> np.ndarray:
@@ -105,7 +107,8 @@ def evaluate(backend, images: np.ndarray, seed: int, dtype, batch_size: int = EV
     totals = np.zeros(3)
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        eps = draw_eps(rng, len(x), backend.param_shapes["fc_mu.bias"][0], dtype)
+        width = getattr(backend, "noise_dim", None) or backend.param_shapes["fc_mu.bias"][0]
+        eps = draw_eps(rng, len(x), width, dtype)
         totals += np.array(backend.evaluate(x, eps)) * len(x)
     loss, recon, kl = totals / len(images)
     return {"loss": loss, "recon": recon, "kl": kl}
@@ -160,6 +163,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             "dropout": dropout_stream(config.seed), "binarize": binarize_stream(config.seed)}
     shuffle_rng, noise_rng, dropout_rng, binarize_rng = rngs.values()
     dynamic = config.binarize == "dynamic"
+    noise_width = config.noise_dim()
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     rows: list[dict] = []
@@ -214,7 +218,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             for i in bar:
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size]
                 x = binarize(train_x[idx], binarize_rng) if dynamic else train_x[idx]
-                eps = draw_noise(noise_rng, len(idx), config, dtype)
+                eps = draw_noise(noise_rng, len(idx), config, dtype, noise_width)
                 masks = backend.draw_masks(dropout_rng, len(idx))
                 backend.set_lr(learning_rate(config, step, total_steps, steps_per_epoch))
                 backend.set_beta(kl_weight(config, step, steps_per_epoch))
