@@ -3,6 +3,7 @@
     numpy_vae.nn        the math: layers, losses, the container, optimizers, gradient checking
     numpy_vae.specs     architectures as data, read by this package and by torch_vae
     numpy_vae.model     the NumPy interpreter of a spec: VAE, build_model
+    numpy_vae.hvae      several stochastic layers (Burda et al.'s two-layer model): HVAE
     numpy_vae.objectives  the importance-weighted bound as a training objective (iwae_loss)
     numpy_vae.inputs    the checks at every model entry point (InputError)
     numpy_vae.streams   the named random streams
@@ -24,8 +25,9 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from .inputs import InputError  # noqa: E402
+from .hvae import HVAE  # noqa: E402
 from .model import VAE, build_model  # noqa: E402
-from .specs import VAESpec, make_spec, mlp_spec, parameter_shapes  # noqa: E402
+from .specs import HVAESpec, VAESpec, make_spec, mlp_spec, parameter_shapes  # noqa: E402
 from .streams import draw_eps  # noqa: E402
 
-__all__ = ["InputError", "VAE", "VAESpec", "build_model", "draw_eps", "make_spec", "mlp_spec", "parameter_shapes"]
+__all__ = ["HVAE", "HVAESpec", "InputError", "VAE", "VAESpec", "build_model", "draw_eps", "make_spec", "mlp_spec", "parameter_shapes"]

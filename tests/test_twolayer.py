@@ -225,6 +225,13 @@ def test_refusals():
         HVAESpec("x", (StochasticLayer((specs.Dropout(0.5),), 2),), (), (Linear(2, 4),), input_shape=(4,))
     with pytest.raises(SpecError, match="beta"):
         HVAE(specs.burda2_spec(), beta=0.5)
+    from numpy_vae.config import ConfigError, TrainConfig, validate_config
+    from numpy_vae.presets import preset_values
+    with pytest.raises(ConfigError, match="no torch port yet; use --backend numpy"):
+        validate_config(TrainConfig(**{**preset_values("burda2"), "backend": "torch"}))
+    with pytest.raises(ConfigError, match="use beta 1"):
+        validate_config(TrainConfig(**{**preset_values("burda2"), "kl_warmup_epochs": 5}))
+    validate_config(TrainConfig(**{**preset_values("burda2"), "objective": "iwae", "samples": 5}))
     model = HVAE(specs.burda2_spec(latent=3), dtype=np.float64)
     with pytest.raises(InputError, match=r"\(2, 103\) or \(2, K, 103\)"):
         model.loss(np.zeros((2, 784)), np.zeros((2, 50)))
