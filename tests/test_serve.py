@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from cli_helpers import run_main
 from numpy_vae.config import TrainConfig
 from numpy_vae.serve import LiveServer, RunView
 from numpy_vae.serve.images import png_size
-from numpy_vae.serve.run_view import MAX_COUNT, SAMPLES_PER_DIGIT, generate_digit, map_extent, parse_metrics
+from numpy_vae.serve.run_view import MAX_COUNT, MAX_PENDING, SAMPLES_PER_DIGIT, generate_digit, map_extent, parse_metrics
 from numpy_vae.streams import draw_eps, live_stream
 from numpy_vae.training import train
 from numpy_vae.training.checkpoint import save_checkpoint
@@ -534,3 +536,156 @@ def test_a_bug_is_a_one_line_500_and_the_traceback_goes_to_the_log(run_2d, monke
         live.stop()
     assert resp.status == 500 and body["error"] == "internal error (ZeroDivisionError: division by zero)"
     assert "Traceback" in logged[0] and "/api/run" in logged[0]
+
+
+# --------------------------------------------------------------------------- a run folder that was edited
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def settled_fds(limit: int, seconds: float = 5.0) -> int:
+    """The open descriptors, once they are down to ``limit`` (a closing socket may lag its response), or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while open_fds() > limit and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return open_fds()
+
+
+def copied_run(run_2d: Path, into: Path) -> Path:
+    """config.json and metrics.csv of ``run_2d`` in a folder of their own (no checkpoint), to edit."""
+    run = into / "edited"
+    run.mkdir()
+    for name in ("config.json", "metrics.csv"):
+        shutil.copy(run_2d / name, run / name)
+    return run
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc/self/fd (Linux)")
+@pytest.mark.parametrize("name, make", [
+    ("dir.png", os.mkdir), ("config.json", os.mkdir), ("metrics.csv", os.mkdir), ("fifo.png", os.mkfifo),
+    ("report.html", os.mkfifo)])
+def test_a_served_name_that_is_not_a_regular_file_is_a_404_and_leaks_nothing(run_2d, tmp_path, name, make):
+    run = copied_run(run_2d, tmp_path)
+    if (run / name).exists():
+        (run / name).unlink()
+    make(run / name)
+    s = Server(RunView(run))
+    try:
+        s.json(f"/files/{name}", status=404)                        # a first answer: the server's threads exist
+        before = open_fds()
+        for _ in range(20):
+            err = s.json(f"/files/{name}", status=404)
+            assert err["error"] == f"{name} is not a regular file"
+        assert settled_fds(before) <= before
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("name, text, words", [
+    ("metrics.csv", "epoch,test_loss\n1,100.0\ninf,99.0\n", "line 3: epoch 'inf' is not a whole number"),
+    ("metrics.csv", "epoch,test_loss\nten,100.0\n", "epoch 'ten'"),
+    ("metrics.csv", "epoch,test_loss\n-1,100.0\n", "epoch '-1'"),
+    ("metrics.csv", "epoch,test_loss\n1,\"" + "9" * 140_000 + "\"\n", "cannot be read as a table"),
+    ("config.json", '{"epochs": "ten"}', 'epochs must be an integer, got "ten"'),
+    ("config.json", '{"epochs": [1, 2]}', "epochs must be an integer"),
+    ("config.json", '{"latent": true}', "latent must be an integer"),
+    ("config.json", '{"epochs": NaN}', "NaN is not JSON"),
+    ("config.json", '{"epochs": 2, "lr": Infinity}', "Infinity is not JSON"),
+    ("config.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("config.json", "[1, 2]", "holds a JSON list, not an object"),
+    ("config.json", '{"epochs": ', "is not valid JSON"),
+])
+def test_edited_run_files_are_a_503_naming_the_file(run_2d, tmp_path, name, text, words):
+    run = copied_run(run_2d, tmp_path)
+    (run / name).write_text(text)
+    s = Server(RunView(run))
+    try:
+        paths = ["/api/run", "/api/metrics"] if name == "metrics.csv" else ["/api/run"]
+        for path in paths:
+            err = s.json(path, status=503)
+            assert str(run / name) in err["error"] and words in err["error"], err
+            assert "Traceback" not in err["error"] and "internal error" not in err["error"]
+        code, _, body = s.request(f"/files/{name}")                 # the file itself is still served as it is
+        assert code == 200 and body == (run / name).read_bytes()
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("name", ["config.json", "metrics.csv"])
+def test_a_run_file_that_is_a_folder_is_a_503_naming_it(run_2d, tmp_path, name):
+    run = copied_run(run_2d, tmp_path)
+    (run / name).unlink()
+    (run / name).mkdir()
+    s = Server(RunView(run))
+    try:
+        err = s.json("/api/run", status=503)
+        assert str(run / name) in err["error"] and "not a regular file" in err["error"]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("host", ["[::1]evil.com", "[::1", "127.0.0.1:P, evil.com", "127.0.0.1:P", "localhost:",
+                                  "localhost:99999", "127.0.0.1 evil.com", "[evil.com]", "user@127.0.0.1", ""])
+def test_a_malformed_host_header_is_a_400(server, host):
+    err = server.json("/api/run", headers={"Host": host}, status=400)
+    assert "malformed Host header" in err["error"]
+
+
+def test_a_well_formed_loopback_host_header_is_answered(server):
+    for host in ("127.0.0.1", f"127.0.0.1:{server.live.port}", "LOCALHOST", "[::1]:80", "127.1.2.3"):
+        assert server.json("/api/run", headers={"Host": host})["run"]
+    assert "refused" in server.json("/api/run", headers={"Host": "[2001:db8::1]:80"}, status=403)["error"]
+
+
+# --------------------------------------------------------------------------- cheap requests never wait for a decode
+def test_cheap_requests_never_wait_for_a_decode_and_pictures_queue_boundedly(run_2d, real_mnist_dir):
+    """A decode held still: files, the run's data and cached pictures are answered at once; pictures that would
+    need the model queue up to MAX_PENDING, and the next ones are a 503 with Retry-After, without waiting."""
+    view = RunView(run_2d, data_dir=real_mnist_dir)
+    s = Server(view)
+    entered, release = threading.Event(), threading.Event()
+    try:
+        s.png("/api/samples")                                      # computed now: cached from here on
+        backend = view.model().backend
+        decode = backend.decode
+
+        def held_decode(z):
+            entered.set()
+            release.wait(60)
+            return decode(z)
+        backend.decode = held_decode
+        results = []
+
+        def ask(path):
+            results.append((path, *s.request(path)))
+        first = threading.Thread(target=ask, args=("/api/generate?digit=1&seed=101",))
+        first.start()
+        assert entered.wait(30), "the generate request never reached its decode"
+        for path in ("/api/run", "/api/metrics", "/files/config.json", "/files/metrics.csv", "/files/curves.png",
+                     "/api/samples", "/"):
+            conn = http.client.HTTPConnection("127.0.0.1", s.live.port, timeout=10)
+            try:                                                     # a timeout here: it waited for the decode
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                assert resp.status == 200, (path, resp.status, resp.read()[:200])
+                resp.read()
+            finally:
+                conn.close()
+        extra = 3
+        others = [threading.Thread(target=ask, args=(f"/api/generate?digit=2&seed={seed}",))
+                  for seed in range(MAX_PENDING - 1 + extra)]
+        for t in others:
+            t.start()
+        deadline = time.monotonic() + 30
+        while sum(r[1] == 503 for r in results) < extra and time.monotonic() < deadline:
+            time.sleep(0.02)
+        refused = [r for r in results if r[1] == 503]
+        assert len(refused) == extra and len(results) == extra, [r[:2] for r in results]
+        for _, _, headers, body in refused:
+            assert headers["Retry-After"] == "1" and json.loads(body)["busy"] is True
+    finally:
+        release.set()
+    for t in [first, *others]:
+        t.join(60)
+    s.close()
+    assert sorted(r[1] for r in results) == [200] * MAX_PENDING + [503] * extra

@@ -17,12 +17,14 @@ TOKEN = re.compile(r"[A-Za-z0-9._-]{0,40}")
 
 
 class ServeError(Exception):
-    """A request the server refuses or cannot answer: HTTP ``status``, a one-line message, and extra JSON fields."""
+    """A request the server refuses or cannot answer: HTTP ``status``, a one-line message, extra JSON fields,
+    and extra response ``headers`` (such as Retry-After)."""
 
-    def __init__(self, status: int, message: str, **fields):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **fields):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
         self.fields = fields
 
     def payload(self) -> dict:

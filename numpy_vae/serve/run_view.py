@@ -43,6 +43,8 @@ LATENT_LIMIT = 10.0                # latent coordinates accepted by the 2-D map,
 MAP_POINTS = 2000                  # test digits on the latent map (the first ones of the test set)
 RECONSTRUCTED = 20                 # reconstructions: the first two test digits of each class
 PRIOR_SAMPLES = 40                 # prior samples shown (4 rows of 10)
+MAX_PENDING = 4                    # pictures computed or waiting to be, at most; more: 503 + Retry-After
+RETRY_AFTER = 1                    # seconds a refused picture request is told to wait
 
 
 def file_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -61,23 +63,62 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def parse_metrics(text: str) -> tuple[list[str], list[dict]]:
-    """metrics.csv's text -> (columns, rows); every value a float (epoch an int), unparseable ones None."""
-    reader = csv.DictReader(io.StringIO(text))
-    columns = list(reader.fieldnames or [])
+def parse_metrics(text: str, name: str = "metrics.csv") -> tuple[list[str], list[dict]]:
+    """metrics.csv's text -> (columns, rows); every value a float (epoch an int), unparseable ones None.
+
+    A table that cannot be a run's (a field over the csv module's limit, an epoch that is
+    not a whole number >= 0) is a :class:`ServeError` (503) naming ``name``.
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        columns = list(reader.fieldnames or [])
+        raw_rows = list(reader)
+    except csv.Error as e:
+        raise ServeError(503, f"{name} cannot be read as a table ({e}); was it edited?") from None
     rows = []
-    for raw in reader:
+    for line, raw in enumerate(raw_rows, start=2):
         row = {}
-        for name in columns:
-            value = raw.get(name)
+        for column in columns:
+            value = raw.get(column)
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                row[name] = None
-                continue
-            row[name] = int(number) if name == "epoch" and number.is_integer() else finite_or_none(number)
+                number = math.nan
+            if column == "epoch":
+                if not (number.is_integer() and number >= 0):
+                    raise ServeError(503, f"{name} line {line}: epoch {str(value)[:40]!r} is not a whole number "
+                                          f">= 0; was it edited?")
+                row[column] = int(number)
+            else:
+                row[column] = finite_or_none(number) if isinstance(value, str) else None
         rows.append(row)
     return columns, rows
+
+
+def _no_constant(literal: str):
+    raise ValueError(f"{literal} is not JSON")
+
+
+#: config.json's fields the page reads, with the types they must have (absent is fine)
+CONFIG_FIELDS = {"epochs": int, "latent": int, "seed": int, "data_dir": str}
+
+
+def parse_config(text: str, name: str = "config.json") -> dict:
+    """config.json's text -> a dict; ServeError (503) naming ``name`` if it is not a run's config: invalid JSON
+    (NaN and Infinity included), nested too deeply, not an object, or a field the page reads of the wrong type."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ServeError(503, f"{name} is nested too deeply to be a run's config; was it edited?") from None
+    except ValueError as e:
+        raise ServeError(503, f"{name} is not valid JSON ({' '.join(str(e).split())[:120]}); was it edited?") from None
+    if not isinstance(value, dict):
+        raise ServeError(503, f"{name} holds a JSON {type(value).__name__}, not an object; was it edited?")
+    for key, kind in CONFIG_FIELDS.items():
+        if key in value and (not isinstance(value[key], kind) or isinstance(value[key], bool)):
+            raise ServeError(503, f"{name}: {key} must be {'an integer' if kind is int else 'a string'}, got "
+                                  f"{json.dumps(value[key])[:40]}; was it edited?")
+    return value
 
 
 def flock_listed(run_dir: Path, locks: str = "/proc/locks") -> bool | None:
@@ -126,14 +167,35 @@ class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path).resolve()
 
-    def _read_text(self, name: str) -> str | None:
-        """The text of the run folder's file ``name`` (None if absent); ServeError if it cannot be read."""
-        path = self.path / name
+    def _open(self, name: str, follow: bool = True):
+        """The run folder's file ``name`` opened for reading as a regular file (never blocking on a FIFO),
+        with its stat; None if it does not exist.  OSError as the system gives it; ServeError (404) for
+        anything that is not a regular file.  The caller closes the file."""
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_TABLE_BYTES + 1)
+            fd = os.open(self.path / name, flags)
         except FileNotFoundError:
             return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ServeError(404, f"{name} is not a regular file")
+            return os.fdopen(fd, "rb"), st
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _read_text(self, name: str) -> str | None:
+        """The text of the run folder's file ``name`` (None if absent); ServeError (503) if it cannot be read."""
+        path = self.path / name
+        try:
+            opened = self._open(name)
+            if opened is None:
+                return None
+            with opened[0] as f:
+                data = f.read(MAX_TABLE_BYTES + 1)
+        except ServeError as e:
+            raise ServeError(503, f"{path} cannot be read: {e.message}") from None
         except OSError as e:
             raise ServeError(503, f"{path} cannot be read ({e.strerror or e})") from None
         if len(data) > MAX_TABLE_BYTES:
@@ -141,20 +203,16 @@ class RunFolder:
         return data.decode("utf-8", errors="replace")
 
     def config(self) -> dict | None:
-        """config.json as a dict, None if the run has not written it (or it is not a JSON object)."""
+        """config.json as a dict, None if the run has not written it; ServeError (503) if it is not a run's config."""
         text = self._read_text("config.json")
-        try:
-            value = json.loads(text) if text is not None else None
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+        return parse_config(text, str(self.path / "config.json")) if text is not None else None
 
     def metrics(self) -> dict:
         """metrics.csv as {"columns", "rows", "mtime"} (no rows yet: empty lists, mtime None)."""
         text = self._read_text("metrics.csv")
         if text is None:
             return {"columns": [], "rows": [], "mtime": None}
-        columns, rows = parse_metrics(text)
+        columns, rows = parse_metrics(text, str(self.path / "metrics.csv"))
         stamp = file_stamp(self.path / "metrics.csv")
         return {"columns": columns, "rows": rows, "mtime": stamp[0] / 1e9 if stamp else None}
 
@@ -197,19 +255,16 @@ class RunFolder:
                                   f"{', '.join(SERVED_FILES)} and its *.png figures")
         path = self.path / name
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError:
-            raise ServeError(404, f"the run folder has no {name}") from None
+            opened = self._open(name, follow=False)
         except OSError as e:
             if os.path.islink(path):
                 raise ServeError(403, f"forbidden: {name} is a symbolic link; only the run folder's own "
                                       f"files are served") from None
             raise ServeError(403, f"{name} cannot be read ({e.strerror or e})") from None
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ServeError(404, f"{name} is not a regular file")
-            if st.st_size > MAX_FILE_BYTES:
+        if opened is None:
+            raise ServeError(404, f"the run folder has no {name}")
+        with opened[0] as f:
+            if opened[1].st_size > MAX_FILE_BYTES:
                 raise ServeError(403, f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB; not served")
             return f.read(MAX_FILE_BYTES), kind
 
@@ -285,8 +340,14 @@ class RunView:
     """One run folder as the live page sees it: its files, its latest checkpoint's model, the MNIST test set.
 
     ``run_dir`` may be None at first (``vae train --serve`` before the run folder exists);
-    :meth:`attach` sets it later.  All model work is done under one lock: one computation
-    at a time, so the page never competes with itself for the CPU.
+    :meth:`attach` sets it later.
+
+    Model work (a decode, an encode of the test set) runs one computation at a time,
+    under its own lock, so the page never competes with itself for the CPU; at most
+    MAX_PENDING computations run or wait, and a further one is refused at once (503 with
+    Retry-After) rather than piling up.  Nothing else waits for that lock: reading the
+    run's files, a cached picture and the loaded checkpoint take no lock at all, and
+    loading a new checkpoint takes only the loading lock.
     """
 
     def __init__(self, run_dir: Path | None = None, backend: str = "numpy", device: str = "cpu",
@@ -295,14 +356,16 @@ class RunView:
         self.device = device
         self.data_dir = data_dir
         self._folder = RunFolder(run_dir) if run_dir is not None else None
-        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()         # loading a checkpoint, attaching the folder
+        self._work_lock = threading.Lock()         # model computations, one at a time
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self._model: LoadedModel | None = None
         self._test_set: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ the folder
     def attach(self, run_dir: Path) -> None:
         """Show ``run_dir`` from now on (once known); a second call with another folder is refused."""
-        with self._lock:
+        with self._load_lock:
             if self._folder is not None and self._folder.path != Path(run_dir).resolve():
                 raise ValueError(f"this page already shows {self._folder.path}")
             self._folder = RunFolder(run_dir)
@@ -362,13 +425,20 @@ class RunView:
 
     # ------------------------------------------------------------------ the model
     def model(self) -> LoadedModel:
-        """The latest checkpoint (last.npz) loaded, reloaded only when its mtime, size or inode changed."""
-        with self._lock:
-            return self._current_model()
+        """The latest checkpoint (last.npz) loaded, reloaded only when its mtime, size or inode changed.
 
-    def _current_model(self) -> LoadedModel:
-        """:meth:`model` without the lock (the caller holds it)."""
+        The loaded one is returned without a lock; a new one is loaded under the loading
+        lock (never the computations' lock), once, however many requests ask for it.
+        """
         path = self.folder.path / "last.npz"
+        loaded = self._model
+        if loaded is not None and loaded.stamp == file_stamp(path):
+            return loaded
+        with self._load_lock:
+            return self._current_model(path)
+
+    def _current_model(self, path: Path) -> LoadedModel:
+        """:meth:`model` under the loading lock (the caller holds it)."""
         for _ in range(3):                          # a checkpoint replaced while being read: read the new one
             stamp = file_stamp(path)
             if stamp is None:
@@ -397,7 +467,7 @@ class RunView:
         return LoadedModel(backend, config, meta, stamp)
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
-        """MNIST's test images (10000, 784) and labels (10000,), loaded once (the caller holds the lock)."""
+        """MNIST's test images (10000, 784) and labels (10000,), loaded once (the caller holds the work lock)."""
         if self._test_set is None:
             from ..data import MnistDataError, load_mnist
             config = self.folder.config() or {}
@@ -411,22 +481,37 @@ class RunView:
     def _compute(self, key: tuple, compute):
         """``compute(model)`` for the current checkpoint, kept under ``key`` until the checkpoint changes.
 
-        A model whose outputs are not finite (a diverged run) gives a 503 saying so.
+        A kept answer is returned at once, without a lock.  A new one waits its turn for the
+        work lock, unless MAX_PENDING computations already run or wait: then a 503 with
+        Retry-After says to ask again.  A model whose outputs are not finite (a diverged run)
+        gives a 503 saying so.
         """
         from ..inputs import InputError
-        with self._lock:
-            model = self._current_model()
-            if key not in model.derived:
+        done = self.model().derived.get(key)
+        if done is not None:
+            return done
+        if not self._pending.acquire(blocking=False):
+            raise ServeError(503, f"busy: {MAX_PENDING} pictures are being computed or waiting; ask again in "
+                                  f"{RETRY_AFTER} s", busy=True, headers={"Retry-After": str(RETRY_AFTER)})
+        try:
+            with self._work_lock:
+                model = self.model()
+                done = model.derived.get(key)
+                if done is not None:
+                    return done
                 try:
                     with np.errstate(all="ignore"):
-                        model.derived[key] = compute(model)
+                        done = compute(model)
                 except (InputError, FloatingPointError) as e:
                     raise ServeError(503, f"the checkpoint's network gives unusable values ({' '.join(str(e).split())}); "
                                           f"a diverged run?") from None
-                if len(model.derived) > 256:          # bound the cache: drop the oldest answers
+                if len(model.derived) >= 256:         # bound the cache: drop the oldest answers
                     for old in list(model.derived)[:64]:
-                        del model.derived[old]
-            return model.derived[key]
+                        model.derived.pop(old, None)
+                model.derived[key] = done
+                return done
+        finally:
+            self._pending.release()
 
     def _decode(self, model: LoadedModel, z: np.ndarray) -> np.ndarray:
         """Pixel probabilities (B, 784) of latent points z (B, L)."""
@@ -467,6 +552,7 @@ class RunView:
 
     def latent_map(self) -> dict:
         """/api/latent (2-D latent only): posterior means of the first MAP_POINTS test digits, labels and axes."""
+        self._require_2d(self.model())              # a 400 needs no turn at the work lock
         def compute(model):
             self._require_2d(model)
             test_x, test_y = self.test_set()
@@ -480,6 +566,7 @@ class RunView:
 
     def decode_png(self, x: float, y: float) -> bytes:
         """PNG (28 x 28) of the decode of the 2-D latent point z = (x, y)."""
+        self._require_2d(self.model())              # a 400 needs no turn at the work lock
         def compute(model):
             self._require_2d(model)
             return images.digit_png(self._decode(model, np.array([[x, y]]))[0])

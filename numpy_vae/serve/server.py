@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 import sys
 import threading
@@ -54,12 +55,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_name(header: str) -> str:
-    """The host part of a Host header: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:8000" -> "::1"."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+#: A Host header as RFC 9110 writes it: host [":" port], the host an [IPv6] literal, an IPv4 address or a name.
+HOST_HEADER = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?))"
+                         r"(?::(?P<port>[0-9]{1,5}))?")
+
+
+def host_name(header: str) -> str | None:
+    """The host part of a Host header: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:8000" -> "::1"; None when the
+    header is not exactly host[:port] ("[::1]evil.com", "[::1", "127.0.0.1:P", "a, b", a port over 65535)."""
+    match = HOST_HEADER.fullmatch(header.strip(" \t").lower())
+    if match is None or (match["port"] is not None and int(match["port"]) > 65535):
+        return None
+    if match["ip6"] is not None:
+        try:
+            ipaddress.IPv6Address(match["ip6"])
+        except ValueError:
+            return None
+        return match["ip6"]
+    return match["name"]
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
@@ -167,7 +180,7 @@ class PageHandler(BaseHTTPRequestHandler):
         try:
             status, (body, kind, extra) = 200, self._route()
         except ServeError as e:
-            status, (body, kind), extra = e.status, _json(e.payload()), {}
+            status, (body, kind), extra = e.status, _json(e.payload()), e.headers
         except Exception as e:          # a bug: one line to the client, the traceback to the server's log
             self.server.log_line(f"vae serve: internal error on {self.path[:200]}:\n{traceback.format_exc()}")
             status, extra = 500, {}
@@ -205,11 +218,20 @@ class PageHandler(BaseHTTPRequestHandler):
                          routes=["/", *ROUTES, FILES_PREFIX + "NAME"])
 
     def _check_host(self) -> None:
-        """Bound to loopback: a Host header must name this machine (a DNS-rebinding guard)."""
-        header = self.headers.get("Host")
-        if not self.server.loopback or header is None:
+        """A Host header must be host[:port] (400 otherwise); bound to loopback, it must name this machine
+        (a DNS-rebinding guard)."""
+        headers = self.headers.get_all("Host") or []
+        if len(headers) > 1:
+            raise ServeError(400, "more than one Host header; send one")
+        if not headers:
             return
+        header = headers[0]
         name = host_name(header)
+        if name is None:
+            raise ServeError(400, f"malformed Host header {header[:80]!r}: expected host[:port], such as "
+                                  f"127.0.0.1:8000 or [::1]:8000")
+        if not self.server.loopback:
+            return
         if name not in LOOPBACK_NAMES and not is_loopback(name):
             raise ServeError(403, f"Host {header[:80]!r} refused: this server answers only to 127.0.0.1 and "
                                   f"localhost (it listens on loopback)")
