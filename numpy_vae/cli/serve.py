@@ -17,6 +17,10 @@ from pathlib import Path
 from .args import UsageError, folder_path
 
 DEFAULT_PORT = 8000
+#: seconds a thread computing a picture may hold the interpreter before a waiting request gets its turn
+#: (Python's default is 0.005: a request that reads a few files would wait that long after each read).
+#: Set by `vae serve`, a process of its own; `vae train --serve` leaves the training process's setting alone.
+SWITCH_INTERVAL = 0.0005
 RUN_FILES = ("config.json", "metrics.csv", "last.npz")
 
 
@@ -102,11 +106,14 @@ def announce(server, what: str) -> None:
 
 
 def run(args) -> int:
+    from ..backends.interface import limit_threads
     from ..serve import RunView
     run_dir = check_run_dir(args.run_dir)
     check_backend(args.backend, args.device)
     view = RunView(run_dir, backend=args.backend, device=args.device, data_dir=args.data_dir)
     server = open_server(view, args.host, args.port, log_requests=args.verbose)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    limiter = limit_threads(1)          # the page's decodes are small: one BLAS thread leaves a core to requests
     announce(server, f"serving {run_dir}")
     print("Ctrl-C stops it", flush=True)
     try:
@@ -115,6 +122,7 @@ def run(args) -> int:
         print("stopped", flush=True)
     finally:
         server.server_close()
+        del limiter
     return 0
 
 

@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ RECONSTRUCTED = 20                 # reconstructions: the first two test digits 
 PRIOR_SAMPLES = 40                 # prior samples shown (4 rows of 10)
 MAX_PENDING = 4                    # pictures computed or waiting to be, at most; more: 503 + Retry-After
 RETRY_AFTER = 1                    # seconds a refused picture request is told to wait
+TRAINING_CHECK_SECONDS = 0.5       # how long the page's "training now?" answer is kept
 
 
 def file_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -56,6 +58,11 @@ def file_stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError as e:
         raise ServeError(503, f"{path} cannot be read ({e.strerror or e})") from None
     return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def json_bytes(value) -> bytes:
+    """``value`` as compact JSON bytes (NaN and infinities refused: they are not JSON)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
 
 
 def finite_or_none(value: float) -> float | None:
@@ -162,10 +169,16 @@ def training_now(run_dir: Path) -> bool | None:
 
 
 class RunFolder:
-    """The files of one run folder, read-only: its config, metrics, figures, and the allowlisted files by name."""
+    """The files of one run folder, read-only: its config, metrics, figures, and the allowlisted files by name.
+
+    config.json and metrics.csv are parsed once per version of the file (its mtime, size
+    and inode), so polling them costs a stat and an open.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path).resolve()
+        self._kept: dict[str, tuple[object, tuple[int, int, int]]] = {}     # name -> (parsed, stamp)
+        self._metrics_json: tuple[list, bytes] | None = None                  # (the rows encoded, their JSON)
 
     def _open(self, name: str, follow: bool = True):
         """The run folder's file ``name`` opened for reading as a regular file (never blocking on a FIFO),
@@ -185,14 +198,21 @@ class RunFolder:
             os.close(fd)
             raise
 
-    def _read_text(self, name: str) -> str | None:
-        """The text of the run folder's file ``name`` (None if absent); ServeError (503) if it cannot be read."""
+    def _parsed(self, name: str, parse) -> tuple[object, tuple[int, int, int]] | None:
+        """(``parse(text, path)``, the file's (mtime_ns, size, inode)) of the run folder's file ``name``, None if
+        absent; the parsed value (shared: not to be changed) is kept until the file's stamp changes.
+        ServeError (503) naming the file if it cannot be read or parsed."""
         path = self.path / name
         try:
             opened = self._open(name)
             if opened is None:
                 return None
             with opened[0] as f:
+                st = opened[1]
+                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+                kept = self._kept.get(name)
+                if kept is not None and kept[1] == stamp:
+                    return kept
                 data = f.read(MAX_TABLE_BYTES + 1)
         except ServeError as e:
             raise ServeError(503, f"{path} cannot be read: {e.message}") from None
@@ -200,21 +220,31 @@ class RunFolder:
             raise ServeError(503, f"{path} cannot be read ({e.strerror or e})") from None
         if len(data) > MAX_TABLE_BYTES:
             raise ServeError(503, f"{path} is larger than {MAX_TABLE_BYTES >> 20} MiB; not read")
-        return data.decode("utf-8", errors="replace")
+        self._kept[name] = kept = (parse(data.decode("utf-8", errors="replace"), str(path)), stamp)
+        return kept
 
     def config(self) -> dict | None:
         """config.json as a dict, None if the run has not written it; ServeError (503) if it is not a run's config."""
-        text = self._read_text("config.json")
-        return parse_config(text, str(self.path / "config.json")) if text is not None else None
+        parsed = self._parsed("config.json", parse_config)
+        return parsed[0] if parsed is not None else None
 
     def metrics(self) -> dict:
         """metrics.csv as {"columns", "rows", "mtime"} (no rows yet: empty lists, mtime None)."""
-        text = self._read_text("metrics.csv")
-        if text is None:
+        parsed = self._parsed("metrics.csv", parse_metrics)
+        if parsed is None:
             return {"columns": [], "rows": [], "mtime": None}
-        columns, rows = parse_metrics(text, str(self.path / "metrics.csv"))
-        stamp = file_stamp(self.path / "metrics.csv")
-        return {"columns": columns, "rows": rows, "mtime": stamp[0] / 1e9 if stamp else None}
+        (columns, rows), stamp = parsed
+        return {"columns": columns, "rows": rows, "mtime": stamp[0] / 1e9}
+
+    def metrics_json(self) -> bytes:
+        """:meth:`metrics` as JSON bytes, encoded once per version of metrics.csv (the page polls it)."""
+        metrics = self.metrics()
+        kept = self._metrics_json
+        if kept is not None and kept[0] is metrics["rows"] and metrics["rows"]:
+            return kept[1]
+        body = json_bytes(metrics)
+        self._metrics_json = (metrics["rows"], body)
+        return body
 
     def figures(self) -> list[dict]:
         """The run folder's PNG figures (regular files, not links), by name: [{"name", "mtime"}]."""
@@ -360,6 +390,7 @@ class RunView:
         self._work_lock = threading.Lock()         # model computations, one at a time
         self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self._model: LoadedModel | None = None
+        self._training_asked: tuple[float, bool | None] | None = None       # (when, training_now's answer)
         self._test_set: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ the folder
@@ -400,7 +431,7 @@ class RunView:
         """{"state": training|finished|stopped|starting, "epochs_done", "epochs", "text"} of the run."""
         epochs = (config or {}).get("epochs")
         done = rows[-1].get("epoch") if rows else 0
-        busy = training_now(self.folder.path)
+        busy = self._training_now()
         if busy:
             state, text = "training", f"training: {done} of {epochs} epochs done"
         elif rows and epochs is not None and done >= epochs:
@@ -413,6 +444,16 @@ class RunView:
         else:
             state, text = "starting", "no epoch has finished yet"
         return {"state": state, "epochs_done": done, "epochs": epochs, "text": text}
+
+    def _training_now(self) -> bool | None:
+        """:func:`training_now` of the run folder, asked at most every TRAINING_CHECK_SECONDS: reading
+        /proc/locks takes the kernel's file-lock semaphore for writing, milliseconds under load."""
+        asked = self._training_asked
+        if asked is not None and time.monotonic() - asked[0] < TRAINING_CHECK_SECONDS:
+            return asked[1]
+        busy = training_now(self.folder.path)
+        self._training_asked = (time.monotonic(), busy)
+        return busy
 
     def checkpoint_summary(self) -> dict:
         """{"file", "mtime", "epoch", "latent"} of last.npz, or {"error": why} if there is none or it is unreadable."""

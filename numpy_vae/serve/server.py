@@ -20,7 +20,6 @@ guard).  It reads the run folder and never writes to it.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import socket
 import sys
@@ -32,7 +31,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from . import params as qp
 from .params import ServeError
-from .run_view import LATENT_LIMIT, MAX_COUNT, MAX_SEED, RunView
+from .run_view import LATENT_LIMIT, MAX_COUNT, MAX_SEED, RunView, json_bytes
 
 JSON = "application/json"
 PNG = "image/png"
@@ -83,7 +82,7 @@ def load_static() -> dict[str, tuple[bytes, str]]:
 
 # ---------------------------------------------------------------------- routes: (view, query) -> (body, type)
 def _json(value) -> tuple[bytes, str]:
-    return json.dumps(value, allow_nan=False, separators=(",", ":")).encode(), JSON
+    return json_bytes(value), JSON
 
 
 def route_run(view: RunView, q: dict) -> tuple[bytes, str]:
@@ -93,7 +92,7 @@ def route_run(view: RunView, q: dict) -> tuple[bytes, str]:
 
 def route_metrics(view: RunView, q: dict) -> tuple[bytes, str]:
     qp.token(q, "v")
-    return _json(view.folder.metrics())
+    return view.folder.metrics_json(), JSON
 
 
 def route_reconstructions(view: RunView, q: dict) -> tuple[bytes, str]:
@@ -260,6 +259,9 @@ class LiveServer(ThreadingHTTPServer):
     """The live page of one :class:`RunView` at ``host``:``port`` (port 0: a free one; see :attr:`port`)."""
 
     daemon_threads = True
+    #: the listen backlog: connections the kernel holds until accepted (socketserver's 5 makes a burst of
+    #: clients wait for SYN retransmits, 1 s and more, before the server even sees them)
+    request_queue_size = 128
 
     def __init__(self, view: RunView, host: str = "127.0.0.1", port: int = 0, log=None, log_requests: bool = False):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
