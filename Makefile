@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make train   set up .venv if needed, get MNIST, train the NumPy VAE (default settings), write runs/NAME/
-#   make test    set up .venv if needed, run the whole test suite
+#   make test    set up .venv if needed, install chromium and chromedriver if absent (.ci/setup-system.sh,
+#                for the browser test), run the whole test suite
 # Each does its own set-up; nothing else needs to be installed first but Python >= 3.10.
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: train test bench clean-venv
+.PHONY: train test bench clean-venv system-packages
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +22,11 @@ $(VENV)/.installed: pyproject.toml
 train: $(VENV)/.installed
 	$(VENV)/bin/vae train
 
-test: $(VENV)/.installed
+# apt-get when absent, sudo when not root, one line saying what to do where neither works
+system-packages:
+	.ci/setup-system.sh
+
+test: $(VENV)/.installed system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

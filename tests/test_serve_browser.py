@@ -1,7 +1,7 @@
 """The live page in a real browser: `vae serve` in a subprocess, driven by headless Chromium through selenium.
 
 Chromium and chromedriver are Debian's (``apt-get install chromium
-chromium-driver``; ``.ci/run`` installs them), selenium comes with the dev
+chromium-driver``; ``make test`` installs them, through .ci/setup-system.sh), selenium comes with the dev
 extra; selenium is pointed at both binaries, so it never downloads a browser.
 Missing any of them is a failure that says how to get them, never a skip.
 """
@@ -22,8 +22,8 @@ from numpy_vae.serve.run_view import SAMPLES_PER_DIGIT
 from numpy_vae.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
-HOW_TO_GET_IT = ("run .ci/run, which installs them, or: apt-get install chromium chromium-driver (Debian), and "
-                 "pip install selenium (`make test` installs it with the dev extra)")
+HOW_TO_GET_IT = ("run `make test` or .ci/setup-system.sh, which install them, or: apt-get install chromium "
+                 "chromium-driver (Debian), and pip install selenium (`make test` installs it with the dev extra)")
 WAIT = 30
 
 
