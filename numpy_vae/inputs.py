@@ -2,6 +2,8 @@
 
 Each returns the array as a C-contiguous array of the model's dtype, or raises
 :class:`InputError` with one line naming the input, what is wrong and the fix.
+The messages are built by the ``*_message`` functions, which torch_vae's tensor
+checks (``torch_vae.inputs``) use too: one wording for both backends.
 """
 from __future__ import annotations
 
@@ -10,6 +12,46 @@ import numpy as np
 
 class InputError(ValueError):
     """Raised at the model's public entry points for inputs it cannot use."""
+
+
+#: how far outside [0, 1] pixel values may lie and still be called rounding (the message then says to clip)
+ROUNDING = 1e-6
+
+
+def show(value) -> str:
+    """A number as its shortest round-trip decimal: 1, 0.5, 255, 1.0000000000000002 (never "1" for it)."""
+    return np.format_float_positional(value, trim="-") if np.isfinite(value) else str(value)
+
+
+def images_shape_message(name: str, input_dim: int, shape) -> str:
+    return (f"{name} must have shape (batch, {input_dim}) with batch >= 1, got {tuple(shape)}; "
+            f"flatten 28x28 images with x.reshape(len(x), -1)")
+
+
+def latent_shape_message(name: str, latent: int, kind, shape) -> str:
+    return f"{name} must be a numeric array of shape (batch, {latent}) with batch >= 1, got {kind} {tuple(shape)}"
+
+
+def noise_shape_message(name: str, batch: int, latent: int, shape) -> str:
+    return f"{name} must have shape ({batch}, {latent}), got {tuple(shape)}; draw it with numpy_vae.draw_eps"
+
+
+def nonfinite_message(name: str, lost_in_cast: bool) -> str:
+    where = " (in range for float64, not for float32)" if lost_in_cast else ""
+    return f"{name} contains NaN or infinite values{where}; pass finite numbers"
+
+
+def pixel_range_message(name: str, lo, hi, clip: str = "np.clip(x, 0, 1)") -> str:
+    """x outside [0, 1]: the values found (all their digits) and the likely fix: clip values off by rounding,
+    divide 8-bit values by 255, else rescale."""
+    if lo >= -ROUNDING and hi <= 1 + ROUNDING:
+        hint = f"they leave [0, 1] by rounding only: clip them, {clip}"
+    elif lo >= 0 and hi <= 255:
+        hint = "divide 8-bit pixel values by 255"
+    else:
+        hint = "rescale the pixels to [0, 1]"
+    return (f"{name} must lie in [0, 1] for the Bernoulli likelihood, got values in [{show(lo)}, {show(hi)}]; "
+            f"{hint}")
 
 
 def _real_array(value, name: str) -> np.ndarray:
@@ -30,8 +72,7 @@ def _finite_as(arr: np.ndarray, dtype, name: str) -> np.ndarray:
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
-        where = " (in range for float64, not for float32)" if np.isfinite(arr).all() else ""
-        raise InputError(f"{name} contains NaN or infinite values{where}; pass finite numbers")
+        raise InputError(nonfinite_message(name, bool(np.isfinite(arr).all())))
     return out
 
 
@@ -39,14 +80,11 @@ def check_images(x, input_dim: int, dtype, name: str = "x") -> np.ndarray:
     """x (B, input_dim) with B >= 1, pixel values in [0, 1]."""
     x = _real_array(x, name)
     if x.ndim != 2 or x.shape[1] != input_dim or x.shape[0] == 0:
-        raise InputError(f"{name} must have shape (batch, {input_dim}) with batch >= 1, got {x.shape}; "
-                         f"flatten 28x28 images with x.reshape(len(x), -1)")
+        raise InputError(images_shape_message(name, input_dim, x.shape))
     x = _finite_as(x, dtype, name)
     lo, hi = x.min(), x.max()
     if lo < 0 or hi > 1:
-        hint = "divide 8-bit pixel values by 255" if lo >= 0 and hi <= 255 else "rescale the pixels to [0, 1]"
-        raise InputError(f"{name} must lie in [0, 1] for the Bernoulli likelihood, got values in [{lo:g}, {hi:g}]; "
-                         f"{hint}")
+        raise InputError(pixel_range_message(name, lo, hi))
     return x
 
 
@@ -54,8 +92,7 @@ def check_noise(eps, batch: int, latent: int, dtype, name: str = "eps") -> np.nd
     """eps (batch, latent) of finite numbers, drawn by the caller (``numpy_vae.streams.draw_eps``)."""
     eps = _real_array(eps, name)
     if eps.shape != (batch, latent):
-        raise InputError(f"{name} must have shape ({batch}, {latent}), got {eps.shape}; "
-                         f"draw it with numpy_vae.draw_eps")
+        raise InputError(noise_shape_message(name, batch, latent, eps.shape))
     return _finite_as(eps, dtype, name)
 
 
@@ -63,8 +100,7 @@ def check_latent(z, latent: int, dtype, name: str = "z") -> np.ndarray:
     """z (batch, latent) of finite numbers, batch >= 1."""
     z = _real_array(z, name)
     if z.ndim != 2 or z.shape[1] != latent or z.shape[0] == 0:
-        raise InputError(f"{name} must be a numeric array of shape (batch, {latent}) with batch >= 1, "
-                         f"got {z.dtype} {z.shape}")
+        raise InputError(latent_shape_message(name, latent, z.dtype, z.shape))
     return _finite_as(z, dtype, name)
 
 

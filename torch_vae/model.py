@@ -31,6 +31,7 @@ import numpy_vae
 from numpy_vae import specs
 from numpy_vae.specs import SpecError, VAESpec
 
+from . import inputs
 from .convert import to_torch
 
 _TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -134,14 +135,29 @@ class TorchVAE(nn.Module):
                 x = module(x)
         return x
 
-    def encode(self, x: torch.Tensor, masks=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 784) -> mu (B, L), logvar (B, L)."""
+    def _where(self) -> tuple[torch.dtype, torch.device]:
+        """The dtype and device of the model's parameters."""
+        first = next(self.parameters())
+        return first.dtype, first.device
+
+    def check_images(self, x, name: str = "x") -> torch.Tensor:
+        """x as a (B, 784) tensor of the model's dtype in [0, 1] (B >= 1), or numpy_vae's InputError saying why."""
+        return inputs.check_images(x, self.input_dim, *self._where(), name)
+
+    def encode(self, x: torch.Tensor, masks=None, check_inputs: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 784) -> mu (B, L), logvar (B, L).  ``check_inputs=False``: x is known to be good (no check,
+        no host synchronization)."""
+        if check_inputs:
+            x = self.check_images(x)
         h = self._run(self.encoder, "encoder", x, masks)
         return self.fc_mu(h), self.fc_logvar(h)
 
-    def decode(self, z: torch.Tensor, probs: bool = False, masks=None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, probs: bool = False, masks=None, check_inputs: bool = True) -> torch.Tensor:
         """z (B, L) -> the decoder's output (B, 784), logits or the gaussian's mean; with ``probs`` the
-        likelihood's mean (pixel probabilities, or the gaussian's mean)."""
+        likelihood's mean (pixel probabilities, or the gaussian's mean).  ``check_inputs=False``: z is known
+        to be good."""
+        if check_inputs:
+            z = inputs.check_latent(z, self.latent, *self._where())
         out = self._run(self.decoder, "decoder", z, masks)
         return torch.sigmoid(out) if probs and self.spec.likelihood == "bernoulli" else out
 
@@ -151,16 +167,22 @@ class TorchVAE(nn.Module):
             return gaussian_nll(out, x, self.spec.likelihood_variance)
         return bernoulli_nll(out, x)
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor, masks=None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor, masks=None, check_inputs: bool = True) -> dict[str, torch.Tensor]:
         """Negative ELBO of a batch, as ``numpy_vae.VAE.forward``.
 
         x (B, 784) in [0, 1], eps (B, L), ``masks`` the Dropout keep-masks by layer name.
         Returns ``loss`` (batch mean of per-sample nll + beta * kl), ``recon`` and ``kl``
         (their batch means), ``logits`` (B, 784: the decoder's output), ``mu``, ``logvar``, ``z`` (B, L).
+        x and eps are checked as numpy_vae checks them (InputError naming the problem and the fix;
+        other real dtypes are cast to the model's); ``check_inputs=False`` skips that (and its host
+        synchronization on CUDA) for a batch already checked, as TorchBackend's are.
         """
-        mu, logvar = self.encode(x, masks)
+        if check_inputs:
+            x = self.check_images(x)
+            eps = inputs.check_noise(eps, x.shape[0], self.latent, *self._where())
+        mu, logvar = self.encode(x, masks, check_inputs=False)
         z = reparameterize(mu, logvar, eps)
-        logits = self.decode(z, masks=masks)
+        logits = self.decode(z, masks=masks, check_inputs=False)
         recon, kl = self.nll(logits, x), gaussian_kl(mu, logvar)
         return {"loss": (recon + self.beta * kl).mean(), "recon": recon.mean(), "kl": kl.mean(),
                 "logits": logits, "mu": mu, "logvar": logvar, "z": z}

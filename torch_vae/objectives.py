@@ -52,13 +52,17 @@ def _check(model, x: torch.Tensor, eps: torch.Tensor) -> None:
                          f"image, got {tuple(eps.shape)}")
 
 
-def iwae_loss(model: TorchVAE, x: torch.Tensor, eps: torch.Tensor):
-    """(loss, recon, kl) of x (B, D) with eps (B, K, L): the negative importance-weighted bound, nats per image."""
+def iwae_loss(model: TorchVAE, x: torch.Tensor, eps: torch.Tensor, check_inputs: bool = True):
+    """(loss, recon, kl) of x (B, D) with eps (B, K, L): the negative importance-weighted bound, nats per image.
+
+    ``check_inputs=False``: x's values are known to be good (TorchBackend checks its batches in NumPy)."""
     _check(model, x, eps)
+    if check_inputs:
+        x = model.check_images(x)
     batch, k, latent = eps.shape
-    mu, logvar = model.encode(x)                                        # (B, L): once per image
+    mu, logvar = model.encode(x, check_inputs=False)                    # (B, L): once per image
     z = reparameterize(mu[:, None, :], logvar[:, None, :], eps)         # (B, K, L)
-    logits = model.decode(z.reshape(batch * k, latent))                 # (B K, D)
+    logits = model.decode(z.reshape(batch * k, latent), check_inputs=False)     # (B K, D)
     nll = model.nll(logits, x.repeat_interleave(k, dim=0)).reshape(batch, k)
     ratio = log_prior_ratio(z, eps, logvar)
     log_w = ratio - nll
