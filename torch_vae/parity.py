@@ -338,7 +338,7 @@ def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch:
             if steps:
                 rows = trajectory_rows(mc, batches[:steps], seed=seed, device=device, lr=lr, params=params)
                 out("")
-                out(format_table(f"[{device}, {name}] losses, parameters and Adam moments after {steps} steps "
+                out(format_table(f"[{device}, {name}] losses, parameters and Adam moments after {steps} step{'s' if steps != 1 else ''} "
                                  f"(lr={lr:g})", rows))
                 if name == "float32" and not all(r.allclose for r in rows):
                     out("  (allclose 'no' in float32: Adam's 1 / (sqrt(v) + 1e-8) turns rounding-noise gradients, "
@@ -350,6 +350,15 @@ def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch:
 
 
 # ---------------------------------------------------------------------- CLI
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, unless the help already says it or there is none (None)."""
+
+    def _get_help_string(self, action) -> str:
+        if action.default is None or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def register(sub) -> None:
     """Add ``vae parity`` to the ``vae`` command's subparsers."""
     from numpy_vae.cli.args import (add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
@@ -359,7 +368,7 @@ def register(sub) -> None:
                                    "parameter, exact match, allclose, max abs diff and relative error of the "
                                    "gradients, then of the parameters after a few Adam steps; on the CPU and, "
                                    "where present, CUDA.  Exit status 1 if a relative error exceeds tolerance.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsFormatter)
     from numpy_vae.specs import ARCHITECTURES
     from numpy_vae.cli.args import preset
     p.add_argument("--preset", type=preset, default=None, metavar="PRESET",
@@ -371,14 +380,14 @@ def register(sub) -> None:
     p.add_argument("--hidden", type=hidden_sizes, default=None, help="encoder hidden sizes, e.g. 512,256 "
                                                                       "(default: 512,256)")
     p.add_argument("--beta", type=non_negative_float, default=None, help="weight of the KL term (default: 1)")
-    p.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
+    p.add_argument("--dtype", choices=["float64", "float32", "both"], default="both", help="precision compared")
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                    help="all: the CPU, and CUDA where torch.cuda.is_available()")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images a batch")
     p.add_argument("--steps", type=non_negative_int, default=10,
                    help="Adam steps for the trajectory section (0: skip it)")
-    p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights, batches and noise")
     p.add_argument("--checkpoint", default=None, metavar="NPZ",
                    help="use the weights and model config of a checkpoint (runs/NAME/last.npz) instead of the init")
     add_data_dir(p)

@@ -17,13 +17,16 @@ a user can cause ends in one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+from pathlib import Path
 from importlib import metadata
 
 from . import data, evaluate, paper_table, report, serve, sweep, train
 from .args import UsageError
 
 BUILTIN_COMMANDS = [train, sweep, report, evaluate, paper_table, data, serve]
+DISTRIBUTION = "vae-from-scratch"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,16 +42,25 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"vae: error: {message} (see `{self.prog} --help`)\n")
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), or "(not installed)" when run from a checkout."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The ``vae`` parser.  Given ``argv`` naming a built-in command, the entry-point
     commands are not loaded: ``vae train`` then never pays for importing torch."""
     parser = OneLineParser(prog="vae", description="A VAE on MNIST, in NumPy by hand and in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in BUILTIN_COMMANDS:
         module.register(sub)
     if argv is not None:
         first = next((a for a in argv if not a.startswith("-")), None)
-        if first in sub.choices:
+        if first in sub.choices or (first is None and "--version" in argv):
             return parser
     for ep in metadata.entry_points(group="vae_from_scratch.commands"):
         ep.load()(sub)
@@ -78,8 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as e:            # a full disk, a folder that became unwritable, ...
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"vae: error: {where}{e.strerror or _one_line(e)}", file=sys.stderr)
+        print(f"vae: error: {where}{e.strerror or _one_line(e)}{_what_is_kept(args, e)}", file=sys.stderr)
         return 1
+
+
+def _what_is_kept(args, e: OSError) -> str:
+    """After a failed write of `vae train` / `vae sweep` into a run folder: what is kept and how to go on.
+
+    Every file there is written whole or not at all (``atomic_write``), so the last checkpoint
+    written, if any, is intact."""
+    if args.command not in ("train", "sweep") or not getattr(e, "filename", None):
+        return ""
+    fix = "free some space, then " if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    last = Path(e.filename).parent / "last.npz"
+    if last.is_file():
+        return f"; nothing was half-written: the last checkpoint written, {last}, is kept ({fix}continue with " \
+               f"`vae train --resume {last.parent}`)"
+    return f"; nothing was half-written, and no checkpoint had been written yet ({fix}start the run again)"
 
 
 def _one_line(e: BaseException) -> str:

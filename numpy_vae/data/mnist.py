@@ -17,6 +17,8 @@ bytes (1f 8b), not by the suffix.  MD5 checksums always refer to the
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,11 +103,25 @@ def _invalid_files(raw: Path) -> list[str]:
 # --------------------------------------------------------------------------
 
 
+def _unfollowable(link: Path) -> str:
+    """Why the symbolic link ``link`` leads to no file: a loop, or a target that is not there."""
+    try:
+        os.stat(link)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"a symbolic link loop (it points to {os.readlink(link)}, which leads back to itself)"
+        return f"a symbolic link to {os.readlink(link)}, which is not there ({e.strerror})"
+    return "a symbolic link"
+
+
 def _find_file(raw: Path, name: str, data_dir: PathLike) -> Path:
     """``raw/name`` if it exists, else ``raw/name.gz``; error naming both otherwise."""
     for candidate in (raw / name, raw / f"{name}.gz"):
         if candidate.exists():
             return candidate
+        if candidate.is_symlink():                    # exists() is False for a link that cannot be followed
+            raise MnistDataError(f"{candidate}: {_unfollowable(candidate)}; replace it with the file, or delete it "
+                                 f"and run `vae data fetch --data-dir {shlex.quote(str(data_dir))}`")
     raise MnistDataError(
         f"{raw / name}: file not found (nor {name}.gz); run "
         f"`vae data fetch --data-dir {shlex.quote(str(data_dir))}`, or point --data-dir "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from ..training.checkpoint import atomic_write
@@ -53,14 +54,45 @@ def read_history(folder: Path) -> list[dict]:
     rows = []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"epoch", "k", "images", "iwae_nll", "iwae_nll_se"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: not an evaluation history (its header is {reader.fieldnames}); "
-                             f"delete it, and `vae evaluate` starts a new one")
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append({k: (_NUMERIC[k](v) if k in _NUMERIC and v not in ("", None) else (v or None))
-                             for k, v in row.items() if k in HISTORY_FIELDS})
-            except ValueError:
-                raise ValueError(f"{path}, line {line}: not a number where one belongs ({row}); "
-                                 f"correct or delete that line") from None
+        try:
+            fieldnames = reader.fieldnames
+            if fieldnames is None or not {"epoch", "k", "images", "iwae_nll", "iwae_nll_se"} <= set(fieldnames):
+                raise ValueError(f"{path}: not an evaluation history (its header is {str(fieldnames)[:200]}); "
+                                 f"delete it, and `vae evaluate` starts a new one")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    rows.append({k: (_NUMERIC[k](v) if k in _NUMERIC and v not in ("", None) else (v or None))
+                                 for k, v in row.items() if k in HISTORY_FIELDS})
+                except ValueError:
+                    raise ValueError(f"{path}, line {line}: not a number where one belongs ({str(row)[:200]}); "
+                                     f"correct or delete that line") from None
+        except csv.Error as e:              # a field over the csv module's limit (131,072 characters), a NUL, ...
+            raise ValueError(f"{path}, line {reader.line_num}: not a table row ({e}); correct or delete that "
+                             f"line") from None
     return rows
+
+
+#: evaluation.json's fields that the report shows, and what each must be
+_SHOWN = {"k": int, "images": int, "iwae_nll": float, "iwae_nll_se": float, "neg_elbo": float, "neg_elbo_se": float}
+
+
+def read_evaluation(path: Path) -> tuple[dict | None, str | None]:
+    """(the evaluation, None) of an evaluation.json; (None, why) where it is not one `vae evaluate` wrote:
+    unreadable, not JSON (NaN included), nested too deeply, not an object, or a shown field missing or not a
+    finite number of its kind.  Never raises: the report leaves such a file out with a note."""
+    try:
+        value = json.loads(Path(path).read_text(), parse_constant=lambda c: float("nan"))
+    except (OSError, ValueError, RecursionError) as e:
+        kind = "is nested too deeply" if isinstance(e, RecursionError) else "is not readable JSON"
+        return None, f"{path} {kind}"
+    if not isinstance(value, dict):
+        return None, f"{path} holds a JSON {type(value).__name__}, not an evaluation"
+    for key, kind in _SHOWN.items():
+        v = value.get(key)
+        ok = (isinstance(v, int) if kind is int else isinstance(v, (int, float)) and math.isfinite(v))
+        if isinstance(v, bool) or not ok:
+            return None, (f"{path}: {key} is {json.dumps(v)[:40] if key in value else 'missing'}, not "
+                          f"{'an integer' if kind is int else 'a finite number'}")
+    if not isinstance(value.get("checkpoint"), str):
+        return None, f"{path}: checkpoint is not a file name"
+    return value, None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from ..streams import report_stream
 from ..training.checkpoint import atomic_write
 from ..training.restore import load_backend
 from . import figures
-from .evaluations import EVALUATION_FILE
+from .evaluations import EVALUATION_FILE, read_evaluation
 
 TSNE_POINTS = 2000
 TSNE_ITERATIONS = 1000
@@ -323,13 +322,11 @@ def write_report(run_dir, checkpoint: str = "last.npz", data_dir=None, tsne: boo
     evaluation = None
     eval_path = run_dir / EVALUATION_FILE
     if eval_path.is_file():
-        try:
-            evaluation = json.loads(eval_path.read_text())
-            if evaluation.get("checkpoint") not in (checkpoint, str(ckpt.name)):
-                log(f"note: {eval_path} is for {evaluation.get('checkpoint')}, not {checkpoint}; shown as is")
-        except (OSError, ValueError):
-            log(f"note: {eval_path} is not readable JSON; left out of the report")
-            evaluation = None
+        evaluation, why = read_evaluation(eval_path)
+        if why is not None:
+            log(f"note: {why}; left out of the report (`vae evaluate` writes a new one)")
+        elif evaluation.get("checkpoint") not in (checkpoint, str(ckpt.name)):
+            log(f"note: {eval_path} is for {evaluation.get('checkpoint')}, not {checkpoint}; shown as is")
     report_path = write_html(run_dir / "report.html", run_dir, ckpt, config, rows, units, kl, warning, shown,
                              evaluation)
     log(f"active units: {units.count} of {latent}; report: {report_path}")

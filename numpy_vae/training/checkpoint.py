@@ -61,7 +61,10 @@ _FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place.
+
+    An OSError (a full disk, ``path`` a folder, ...) leaves ``path`` as it was and is raised
+    naming ``path``, not the temporary file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -74,6 +77,9 @@ def atomic_write(path: Path, write) -> None:
         except OSError:
             pass
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

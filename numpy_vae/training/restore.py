@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import make_backend
-from ..config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig, validate_config
 from .checkpoint import CheckpointError, check_params, load_checkpoint
 
 
@@ -68,6 +68,11 @@ def load_backend(checkpoint, backend: str = "numpy", device: str = "cpu"):
     else:                                   # a bare state_dict (torch.save): read the architecture off the shapes
         config = architecture_from_params(params, path)
     config = dataclasses.replace(config, backend=backend, device=device)
+    try:
+        validate_config(config)
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path}: its saved configuration is invalid ({e}); was the file edited? "
+                              f"Use another checkpoint (e.g. best.npz)") from None
     try:
         model = make_backend(config)
     except ImportError as e:
