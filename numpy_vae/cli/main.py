@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _what_is_kept(args, e: OSError) -> str:
-    """After a failed write of `vae train` / `vae sweep` into a run folder: what is kept and how to go on.
+    """After a failed write of `vae train` into its run folder: what is kept and how to go on.
 
     Every file there is written whole or not at all (``atomic_write``), so the last checkpoint
     written, if any, is intact."""
-    if args.command not in ("train", "sweep") or not getattr(e, "filename", None):
+    if args.command != "train" or not getattr(e, "filename", None):
         return ""
     fix = "free some space, then " if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
     last = Path(e.filename).parent / "last.npz"
