@@ -611,11 +611,13 @@ def test_edited_run_files_are_a_503_naming_the_file(run_2d, tmp_path, name, text
         s.close()
 
 
-@pytest.mark.parametrize("name", ["config.json", "metrics.csv"])
-def test_a_run_file_that_is_a_folder_is_a_503_naming_it(run_2d, tmp_path, name):
+@pytest.mark.parametrize("name, make", [("config.json", os.mkdir), ("metrics.csv", os.mkdir),
+                                        ("config.json", os.mkfifo), ("metrics.csv", os.mkfifo)])
+def test_a_run_file_that_is_a_folder_or_a_fifo_is_a_503_naming_it(run_2d, tmp_path, name, make):
+    """A FIFO used to hold the request's thread forever (an open() for reading that waits for a writer)."""
     run = copied_run(run_2d, tmp_path)
     (run / name).unlink()
-    (run / name).mkdir()
+    make(run / name)
     s = Server(RunView(run))
     try:
         err = s.json("/api/run", status=503)
