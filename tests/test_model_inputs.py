@@ -92,7 +92,7 @@ def test_decode_and_sample_refuse_bad_z_and_n(backend):
     ({"beta": "1"}, r"beta='1'"),
     ({"dtype": np.float16}, r"expected float32 or float64"),
     ({"dtype": "complex128"}, r"expected float32 or float64"),
-    ({"arch": "resnet"}, r"arch='resnet': unknown architecture; available: \['conv', 'mlp'\]"),
+    ({"arch": "resnet"}, r"arch='resnet': unknown architecture; available: \['burda2', 'conv', 'mlp'\]"),
 ])
 def test_build_model_refuses_what_it_cannot_build(kwargs, message):
     with pytest.raises(SpecError, match=message) as info:
