@@ -2,6 +2,7 @@
 #   make train   set up .venv if needed, get MNIST, train the NumPy VAE (default settings), write runs/NAME/
 #   make test    set up .venv if needed, install chromium and chromedriver if absent (.ci/setup-system.sh,
 #                for the browser test), run the whole test suite
+# and for the notebooks (notebooks/README.md): make notebooks (JupyterLab on 127.0.0.1), make exercises
 # Each does its own set-up; nothing else needs to be installed first but Python >= 3.10.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: train test bench clean-venv system-packages
+.PHONY: train test bench exercises notebooks clean-venv system-packages
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,20 @@ test: $(VENV)/.installed system-packages
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/vae bench --quick
+
+# notebooks/exercises/NN_*.py from the worked notebooks/NN_*.py (solution cells become stubs)
+exercises: $(VENV)/.installed
+	$(PY) notebooks/make_exercises.py
+
+# JupyterLab on loopback over notebooks/: each .py is turned into an .ipynb once (never overwriting one you
+# have worked in; delete it to start again), the worked ones executed so that their figures show on opening.
+notebooks: $(VENV)/.notebooks
+	$(PY) notebooks/make_exercises.py --ipynb
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks
+
+$(VENV)/.notebooks: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
+	touch $@
 
 clean-venv:
 	rm -rf $(VENV)

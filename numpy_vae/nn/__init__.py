@@ -13,6 +13,7 @@
     container.py       Sequential
     optimizers.py      Adam and SGD on one flat buffer, with torch.optim's semantics
     gradcheck.py       central finite differences
+    compare.py         cmp: a derived gradient against a reference, as one row of a table (the notebooks')
 
 Every layer's ``forward`` returns its output and a ``backward`` closure holding
 exactly what that backward needs; ``layer(x)`` is inference and keeps nothing.
