@@ -52,7 +52,7 @@ def auto_threads(log=print) -> int | None:
         return None
     if busy >= BUSY_THRESHOLD:
         log(f"--threads auto: other processes keep {busy:.1f} cores busy; training on 1 thread "
-            f"(two threads spin against them: see README, 'On a busy machine')")
+            f"(two threads spin against them: see docs/benchmarks.md, 'On a busy machine')")
         return 1
     log(f"--threads auto: the machine is quiet ({busy:.1f} cores busy elsewhere); the libraries' default threads")
     return None
