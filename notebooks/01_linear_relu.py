@@ -108,17 +108,25 @@ cmp("db", db, numerical_gradient(f, b), tol=1e-7, against="central diff")
 cmp("dx", dx, numerical_gradient(f, x), tol=1e-7, against="central diff")
 
 # %% [markdown]
-# How small should `h` be? Too large and the Taylor error grows as h^2; too small and `f(+h) - f(-h)`
-# is mostly rounding, which grows as 1/h. The picture shows both walls.
+# How small should `h` be? Too small and `f(+h) - f(-h)` is mostly rounding, an error growing as 1/h.
+# Too large and the Taylor error grows as h^2 for a curved loss (here the same layer with tanh in place of
+# ReLU, whose dW is `((c (1 - tanh(h)^2))^T x`); our ReLU loss is piecewise linear, so it has no Taylor
+# error at all until a step crosses a kink of the ReLU, where the error jumps.
 
 # %%
-steps = np.logspace(-13, -1, 25)
-errors = [np.linalg.norm(numerical_gradient(f, W, h=s) - dW) / np.linalg.norm(dW) for s in steps]
-fig, ax = plt.subplots(figsize=(5.5, 3.5))
-ax.loglog(steps, errors, "o-")
-ax.set_xlabel("finite-difference step h")
-ax.set_ylabel("relative error of dW")
-ax.set_title("Central differences: rounding (left) against truncation (right)")
+def f_tanh():
+    return float((c * np.tanh(x @ W.T + b)).sum())
+
+
+dW_tanh = (c * (1 - np.tanh(h) ** 2)).T @ x
+steps = np.logspace(-13, 0, 27)
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for label, fn, exact in (("ReLU (piecewise linear)", f, dW), ("tanh (curved)", f_tanh, dW_tanh)):
+    errors = [np.linalg.norm(numerical_gradient(fn, W, h=s) - exact) / np.linalg.norm(exact) for s in steps]
+    ax.loglog(steps, np.maximum(errors, 1e-17), "o-", ms=3, label=label)
+ax.set(xlabel="finite-difference step h", ylabel="relative error of dW",
+       title="Central differences: rounding (left) against Taylor error (right)")
+ax.legend()
 plt.show()
 
 # %% [markdown]

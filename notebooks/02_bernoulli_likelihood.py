@@ -114,7 +114,7 @@ for target in (0.0, 1.0):
 #
 # Training runs in float32, where the naive form breaks much sooner: `1 - sigmoid(a)` is 0 from `a = 17`.
 # Left, the loss of a pixel whose target is 0; right, its gradient through autograd. The naive curve
-# leaves the plot (infinity) and its gradient becomes NaN (gaps), where the stable one follows `a` and 1.
+# stops where it becomes infinite, and so does its gradient (NaN), where the stable ones go on along `a` and 1.
 
 # %%
 grid = torch.linspace(-30, 30, 601, dtype=torch.float32)

@@ -169,12 +169,13 @@ draws = [1, 3, 10, 30, 100, 300, 1000]
 masks = rng.random((draws[-1], B, Fe)) >= p
 averages = np.cumsum(x * masks / (1 - p), axis=0)
 gaps = [np.abs(averages[n - 1] / n - x).max() for n in draws]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
 for ax, (title, grad) in zip(axes[:2], (("dx, batch statistics", dx), ("dx, statistics held constant", naive))):
     im = ax.imshow(grad, cmap="coolwarm", vmin=-np.abs(naive).max(), vmax=np.abs(naive).max())
-    ax.set(title=title, xlabel="feature", ylabel="sample")
+    ax.set(title=title, ylabel="sample")
     ax.set_xticks(range(Fe), [f"{v:+.1e}" for v in grad.sum(axis=0)], rotation=45, fontsize=7)
-fig.colorbar(im, ax=axes[:2], fraction=0.03, label="tick labels: sum over the batch")
+axes[0].set_xlabel("feature (tick: its sum over the batch)")
+axes[1].set_xlabel("feature (tick: its sum over the batch)")
 axes[2].loglog(draws, gaps, "o-")
 axes[2].set(title="Dropout: mean over masks -> x", xlabel="masks averaged", ylabel="max |mean - x|")
 plt.show()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -39,9 +40,20 @@ WORKED = make_exercises.worked_notebooks()
 IDS = [p.stem for p in WORKED]
 
 
+@pytest.fixture(scope="session")
+def this_python_kernel(tmp_path_factory) -> Path:
+    """A folder for JUPYTER_PATH whose python3 kernel is this interpreter (ipykernel's own spec), so that a
+    python3 kernel installed elsewhere (~/.local/share/jupyter, say) cannot run the notebooks instead."""
+    from ipykernel.kernelspec import write_kernel_spec      # the dev extra's; an ImportError fails, never skips
+    root = tmp_path_factory.mktemp("jupyter")
+    write_kernel_spec(root / "kernels" / "python3")
+    return root
+
+
 @pytest.fixture(autouse=True)
-def kernel_env(monkeypatch, real_mnist_dir):
-    """The kernel inherits this environment: the inline backend (no display), and the test's MNIST."""
+def kernel_env(monkeypatch, real_mnist_dir, this_python_kernel):
+    """The kernel inherits this environment: this Python's kernel, the inline backend (no display), the test's MNIST."""
+    monkeypatch.setenv("JUPYTER_PATH", str(this_python_kernel))
     monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.setenv("VAE_DATA_DIR", str(real_mnist_dir))
 
@@ -62,10 +74,10 @@ def _outputs(cell) -> str:
     return "".join(parts)
 
 
-def test_python3_kernel_is_installed():
-    """ipykernel (dev extra) provides the python3 kernel that every notebook test starts."""
+def test_the_python3_kernel_is_this_python():
+    """ipykernel (dev extra) provides the python3 kernel that every notebook test starts: this interpreter."""
     spec = KernelSpecManager().get_kernel_spec("python3")
-    assert spec.language == "python"
+    assert spec.language == "python" and spec.argv[0] == sys.executable, spec.argv
 
 
 def test_seven_worked_notebooks_in_order():

@@ -4,7 +4,7 @@ Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders", Table 1, MN
 layer: the test negative log-likelihood, estimated with k = 5000 importance samples, of 784-200-200-50
 tanh models trained for 3,280 epochs.  ``read_results`` reads every run folder under a results folder
 (its last.npz: config, epoch, per-epoch metrics; its evaluations.csv: the k = 5000 estimates saved by
-`vae evaluate` as the run went on); ``markdown`` prints the table the README shows and ``plot_progress``
+`vae evaluate` as the run went on); ``markdown`` prints the table docs/results.md shows and ``plot_progress``
 draws how each run approached its row.  `vae paper-table` runs all three.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _verdict(row: ResultRow) -> str:
 
 
 def markdown(rows: list[ResultRow]) -> str:
-    """The README's table: ours beside the paper's, one line per run."""
+    """docs/results.md's table: ours beside the paper's, one line per run."""
     lines = [f"| run | model | paper: test NLL, k = {PAPER_K} | ours: IW-NLL, k = {PAPER_K}, ± standard error | "
              f"ours - paper | epochs trained | wall time |",
              "|---|---|---:|---:|---:|---:|---:|"]
