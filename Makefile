@@ -41,7 +41,7 @@ exercises: $(VENV)/.installed
 # have worked in; delete it to start again), the worked ones executed so that their figures show on opening.
 notebooks: $(VENV)/.notebooks
 	$(PY) notebooks/make_exercises.py --ipynb
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 $(VENV)/.notebooks: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev,notebooks]'

@@ -109,9 +109,11 @@ for i, name in enumerate(by_hand):
 # start-up bias, and moves each parameter by `lr * mhat / (sqrt(vhat) + eps)`: about `lr` per step
 # whatever the gradient's scale. Write the first step (t = 1, `m` and `v` start at 0) for `W3`.
 
+# %%
+lr, (beta1, beta2), adam_eps, t = 1e-3, (0.9, 0.999), 1e-8, 1      # torch.optim.Adam's defaults, step 1
+
 # %% tags=["solution"] hint="m = (1-b1) g; v = (1-b2) g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t); W3_new = W3 - lr mhat/(sqrt(vhat) + eps)"
-# W3 after the first Adam step
-lr, (beta1, beta2), adam_eps, t = 1e-3, (0.9, 0.999), 1e-8, 1
+# W3 after the first Adam step, from its gradient dW3
 m = (1 - beta1) * dW3
 v = (1 - beta2) * dW3**2
 mhat, vhat = m / (1 - beta1**t), v / (1 - beta2**t)

@@ -72,9 +72,11 @@ cmp("y", y, yt, against="torch", header=True)
 # backward is a Linear's backward: `W[:, :, i, j]` gets `sum dy * slice`, and the slice of `dxp` gets
 # `dy` through `W[:, :, i, j]`, *added*, since windows overlap. Crop the padding off at the end.
 
+# %%
+xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))     # the padded input, (B, C, H + 2p, W + 2p)
+
 # %% tags=["solution"] hint="for each tap (i, j): dW[:, :, i, j] = einsum('bohw,bchw->oc', dy, xp[tap]); dxp[tap] += einsum('bohw,oc->bchw', dy, W[:, :, i, j]); db sums dy over (batch, h, w); dx = dxp cropped by p"
-# dx (B, C, H, W), dW (O, C, k, k), db (O,)
-xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+# dx (B, C, H, W), dW (O, C, k, k), db (O,); dxp, the gradient of the padded input, on the way
 dxp, dW = np.zeros_like(xp), np.zeros_like(W)
 for i in range(k):
     for j in range(k):

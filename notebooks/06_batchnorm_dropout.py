@@ -137,10 +137,12 @@ cmp("dx (eval)", eval_backward(c), dx_eval, against="by hand")
 # value is unchanged: `y = x m / (1 - p)`. The mask `m` is an input (as `eps` is), so NumPy and torch
 # can be given the same draw. The backward passes the gradient through the same kept features.
 
+# %%
+p = 0.3                                                # the drop probability
+m = (rng.random((B, Fe)) >= p).astype(np.float64)      # the keep-mask: 1 with probability 1 - p
+
 # %% tags=["solution"] hint="y = x m / (1 - p) is linear in x: dx = dy m / (1 - p)"
 # dx_drop (B, F): Dropout's input gradient for the keep-mask m
-p = 0.3
-m = (rng.random((B, Fe)) >= p).astype(np.float64)
 dx_drop = dy * m / (1 - p)
 
 # %%
