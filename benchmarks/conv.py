@@ -83,7 +83,7 @@ def _layer_points(model_np, model_t, batch: int, rng) -> list[Point]:
                     module.zero_grad(set_to_none=True)
                     module(x).backward(dy)
 
-                name = f"{prefix}.{i} {type(layer).__name__}"
+                name = f"{prefix}.{i} {type(module).__name__}"            # torch's name: Conv2d, ReLU, ...
                 points.append(Point(("numpy", name), numpy_step, "numpy", 0, batch))
                 points.append(Point(("torch", name), torch_step, "torch", 0, batch))
             h_np = y

@@ -9,7 +9,7 @@ The formula (B = batch size; every Linear maps ``n_in -> n_out``; P = number of 
               never needs dloss/dx, so its dX is skipped:
               Bwd = 2 F - 2 * B * 784 * hidden[0]
     Adam      K_ADAM = 13 FLOPs per parameter: the 13 elementwise operations of
-              numpy_vae.nn.optimizers.Adam._update (m: sub, mul, add; v: mul, square, mul, add;
+              the textbook update of numpy_vae.nn.optimizers.Adam (m: sub, mul, add; v: mul, square, mul, add;
               p: sqrt, div, add eps, div, mul, sub), sqrt and division counted as one FLOP each.
               torch.optim.Adam's single-tensor update does the same arithmetic.
     train step     = F + Bwd + 13 P

@@ -45,11 +45,12 @@ def child_main(argv: list[str]) -> int:
     p.add_argument("--hidden", default="512,256")
     p.add_argument("--latent", type=int, default=20)
     args = p.parse_args(argv)
-    import numpy_vae  # noqa: F401  (before NumPy: OPENBLAS_THREAD_TIMEOUT, as `vae train` has it)
+    from numpy_vae.kernels.threads import shorten_openblas_spin
+    shorten_openblas_spin()      # as `vae train` does (the parent also sets it in this child's environment)
     import torch
 
     from numpy_vae.backends import NumpyBackend
-    from numpy_vae.nn.optimizers import Adam
+    from numpy_vae.kernels.adam import FastAdam as Adam
     from torch_vae.backend import TorchBackend
     torch.set_num_threads(args.threads)
     hidden = tuple(int(h) for h in args.hidden.split(","))
@@ -90,7 +91,7 @@ def _child_env(threads: int) -> dict:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")      # as `vae train` has it (numpy_vae sets it before NumPy loads)
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")      # as `vae train` has it (numpy_vae.cli sets it before NumPy loads)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 

@@ -69,7 +69,7 @@ def describe(torch_needed: bool = True) -> dict:
     """Everything about the machine and software that the numbers depend on."""
     import numpy as np
 
-    from numpy_vae.nn.optimizers import available_cores   # the cores Adam's threads are counted from
+    from numpy_vae.kernels.threads import available_cores   # the cores Adam's threads are counted from
     info = {**_cpuinfo(),
             "logical_cpus": os.cpu_count(),
             "usable_cpus": available_cores(),

@@ -153,7 +153,7 @@ def make_backend(peer: Peer, config: PeerConfig):
         from numpy_vae.backends import NumpyBackend
         backend = NumpyBackend(model_config(config.hidden, config.latent), lr=1e-3, seed=config.seed)
         if config.threads is not None:
-            from numpy_vae.nn.optimizers import Adam
+            from numpy_vae.kernels.adam import FastAdam as Adam
             backend.optimizer = Adam(backend.model.flat, lr=1e-3, threads=config.threads)
         return backend
     import torch
@@ -416,7 +416,8 @@ def _compare_text(timers: dict) -> str | None:
 # ---------------------------------------------------------- optimizer alone
 def _optimizer_points(config: PeerConfig) -> list[Point]:
     """Each Adam alone on the model's parameters (1.08 M at the default sizes), same gradient every step."""
-    from numpy_vae.nn.optimizers import Adam, available_cores
+    from numpy_vae.kernels.adam import FastAdam as Adam
+    from numpy_vae.kernels.threads import available_cores
     from numpy_vae.specs import parameter_shapes
 
     from .adam_alone import PreviousAdam

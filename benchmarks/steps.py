@@ -128,7 +128,7 @@ class NumpyModel:
 
     def __init__(self, backend: Backend, hidden, latent: int, seed: int = 0):
         from numpy_vae.model import build_model
-        from numpy_vae.nn.optimizers import Adam
+        from numpy_vae.kernels.adam import FastAdam as Adam      # what training runs by default
         self.model = build_model("mlp", latent=latent, hidden=tuple(hidden), dtype=np.dtype(backend.dtype), seed=seed)
         self._adam = Adam
         self.optimizer = None          # made by the first training step, as torch.optim.Adam makes its state

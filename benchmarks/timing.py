@@ -22,8 +22,8 @@ really has.  The garbage collector is off during a sample (as in timeit).
 When consecutive points drive different thread pools (NumPy's OpenBLAS, torch's
 OpenMP runtime, the GPU), the runner sleeps ``settle_s`` first: OpenBLAS worker
 threads keep polling for work after their last call (OpenBLAS's default: 2^28
-cycles, about 0.1 s; numpy_vae shortens it to 2^20 through OPENBLAS_THREAD_TIMEOUT
-when it is imported before NumPy), and OpenMP workers spin a while too; on a
+cycles, about 0.1 s; the `vae` command shortens it to 2^20 through OPENBLAS_THREAD_TIMEOUT
+before NumPy loads: numpy_vae.kernels.threads.shorten_openblas_spin), and OpenMP workers spin a while too; on a
 two-core machine they would steal a core from the next point.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """vae-from-scratch, the NumPy reference: a VAE with every gradient written by hand.
 
-    numpy_vae.nn        the math: layers, losses, the container, optimizers, gradient checking
+    numpy_vae.nn        the math: layers, losses, the container, optimizers, gradient checking (the reference)
+    numpy_vae.kernels   the tuned Linear, convolutions and Adam that training runs by default, proven equal to nn's
     numpy_vae.specs     architectures as data, read by this package and by torch_vae
     numpy_vae.model     the NumPy interpreter of a spec: VAE, build_model
     numpy_vae.hvae      several stochastic layers (Burda et al.'s two-layer model): HVAE
@@ -13,21 +14,30 @@
     numpy_vae.training  the loop, the run folder, checkpoints, restoring a run
     numpy_vae.data      MNIST: IDX files, loading, fetching
     numpy_vae.evaluation, numpy_vae.report, numpy_vae.cli
+
+Importing the package does nothing else: the names below load on first use (so that the ``vae``
+command can set OpenBLAS's thread settings before NumPy loads; see numpy_vae.kernels.threads).
 """
-import os
+from importlib import import_module
 
-# OpenBLAS's worker threads busy-wait 2^28 cycles (about 0.1 s) after every matmul before they
-# sleep, holding a core that Adam's second thread needs between one step's matmuls and the next
-# (measured here: a two-thread Adam right after a matmul ran no faster than one thread).  2^20
-# cycles (~0.4 ms) still bridges the gaps between one step's matmuls.  This takes effect only
-# when numpy_vae is imported before NumPy loads OpenBLAS (the `vae` command), and never
-# overrides a value already set.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+_EXPORTS = {"HVAE": "hvae", "HVAESpec": "specs", "InputError": "inputs", "VAE": "model", "build_model": "model",
+            "VAESpec": "specs", "make_spec": "specs", "mlp_spec": "specs", "parameter_shapes": "specs",
+            "draw_eps": "streams"}
 
-from .inputs import InputError  # noqa: E402
-from .hvae import HVAE  # noqa: E402
-from .model import VAE, build_model  # noqa: E402
-from .specs import HVAESpec, VAESpec, make_spec, mlp_spec, parameter_shapes  # noqa: E402
-from .streams import draw_eps  # noqa: E402
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["HVAE", "HVAESpec", "InputError", "VAE", "VAESpec", "build_model", "draw_eps", "make_spec", "mlp_spec", "parameter_shapes"]
+
+def __getattr__(name: str):
+    """``numpy_vae.VAE`` and the other exports, and the subpackages (``numpy_vae.nn``), imported on first use."""
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    try:
+        return import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})

@@ -21,6 +21,13 @@ LR_SCHEDULES = ("constant", "cosine", "burda")
 #: dynamic: a fresh draw of every image each time it is used (the ``binarize`` stream).
 BINARIZATIONS = ("none", "static", "dynamic")
 OBJECTIVES = ("elbo", "iwae")
+#: fast: numpy_vae.kernels (the tuned Adam and convolutions); reference: numpy_vae.nn's plain ones (numpy backend)
+KERNELS = ("fast", "reference")
+#: Adam's learning rate: each step moves a parameter by about lr; above this, only overflow (inf, then NaN) follows.
+LR_MAX = 1e6
+#: Adam's eps: its whole range the kernels compute without underflow (float32's eps * sqrt(1 - b2^t) stays normal)
+#: or overflow (the tuned Adam squares eps / 2^20 in its scalars); above 1, eps only divides the step down.
+ADAM_EPS_RANGE = (1e-30, 1e6)
 
 
 class ConfigError(ValueError):
@@ -58,6 +65,7 @@ class TrainConfig:
     name: str | None = None
     train_limit: int | None = None   # use only the first N training images (quick runs, tests)
     threads: int | None = None       # BLAS/OpenMP and Adam threads; None: the libraries' default
+    kernels: str = "fast"            # numpy backend: fast (numpy_vae.kernels) or reference (numpy_vae.nn); see KERNELS
 
     def spec_options(self) -> dict:
         """The MLP options of ``numpy_vae.specs.mlp_spec`` this config sets."""
@@ -112,10 +120,10 @@ def validate_config(config: TrainConfig) -> None:
         ("latent", integer(config.latent) and config.latent >= 1, "an integer >= 1"),
         ("hidden", isinstance(config.hidden, tuple) and len(config.hidden) >= 1
          and all(integer(h) and h >= 1 for h in config.hidden), "one or more integers >= 1"),
-        ("lr", real(config.lr) and config.lr > 0, "a finite number > 0"),
+        ("lr", real(config.lr) and 0 < config.lr <= LR_MAX, f"a number in (0, {LR_MAX:g}]"),
         ("lr_schedule", config.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
-        ("adam_eps", real(config.adam_eps) and config.adam_eps > 0,
-         "a finite number > 0 (with 0, a zero second moment divides 0 by 0)"),
+        ("adam_eps", real(config.adam_eps) and ADAM_EPS_RANGE[0] <= config.adam_eps <= ADAM_EPS_RANGE[1],
+         "a number in [{:g}, {:g}] (with 0, a zero second moment divides 0 by 0)".format(*ADAM_EPS_RANGE)),
         ("weight_decay", real(config.weight_decay) and config.weight_decay >= 0, "a finite number >= 0"),
         ("clip_grad_norm", config.clip_grad_norm is None or (real(config.clip_grad_norm) and config.clip_grad_norm > 0),
          "None or a finite number > 0"),
@@ -136,6 +144,7 @@ def validate_config(config: TrainConfig) -> None:
          "None or an integer >= 1"),
         ("threads", config.threads is None or (integer(config.threads) and config.threads >= 1),
          "None or an integer >= 1"),
+        ("kernels", config.kernels in KERNELS, f"one of {KERNELS}"),
         ("backend", isinstance(config.backend, str), "a backend name"),
         ("device", isinstance(config.device, str), "a device name"),
         ("data_dir", isinstance(config.data_dir, str), "a path"),
@@ -150,6 +159,9 @@ def validate_config(config: TrainConfig) -> None:
         n = config.spec().num_params
     except SpecError as e:
         raise ConfigError(str(e)) from None
+    if config.kernels != "fast" and config.backend != "numpy":
+        raise ConfigError(f"kernels={config.kernels!r} with backend={config.backend!r}: the kernels are the numpy "
+                          f"backend's; {config.backend} runs its own (leave --kernels out)")
     if config.likelihood == "gaussian" and config.binarize != "none":
         raise ConfigError(f"binarize={config.binarize!r} with likelihood='gaussian': binarized pixels are "
                           f"Bernoulli data; use --likelihood bernoulli, or --binarize none")

@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from .inputs import InputError, _finite_as, _real_array, check_images, check_latent
-from .interpret import flat_buffers, init_params, interpret_layers, model_dtype, pack_layout
+from .interpret import check_kernels, flat_buffers, init_params, interpret_layers, layer_classes, model_dtype, \
+    pack_layout
 from .nn.container import Sequential
 from .nn.gaussian_density import DiagGaussianLogDensity, SampleLogDensity, StandardNormalLogDensity
 from .nn.head import GaussianHead
@@ -55,11 +56,13 @@ def hvae_flat_layout(spec: HVAESpec) -> dict[str, tuple[int, ...]]:
 class HVAE:
     """A stack of stochastic layers built from an :class:`~numpy_vae.specs.HVAESpec`; see the module docstring."""
 
-    def __init__(self, spec: HVAESpec, beta: float = 1.0, dtype=np.float32, seed: int | np.random.Generator = 0):
+    def __init__(self, spec: HVAESpec, beta: float = 1.0, dtype=np.float32, seed: int | np.random.Generator = 0,
+                 kernels: str = "fast"):
         if not isinstance(spec, HVAESpec):
             raise SpecError(f"spec must be a numpy_vae.specs.HVAESpec, got {type(spec).__name__}")
         self.dtype = model_dtype(dtype)
         self.spec, self.beta = spec, beta
+        self.kernels = check_kernels(kernels)              # "fast" or "reference": see numpy_vae.interpret
         self._check_beta()
         self.latents, self.latent, self.input_dim = spec.latents, spec.latent, spec.input_dim
         self.noise_dim = spec.noise_dim
@@ -75,19 +78,20 @@ class HVAE:
         blocks = {prefix: self._block(prefix, layer) for prefix, layer, _ in spec.stochastic_layers()}
         self.q = [blocks[f"q{l + 1}"] for l in range(len(spec.encoder))]      # (net, head): q(h_l+1|h_l)
         self.p = [blocks[f"p{l + 1}"] for l in range(len(spec.decoder))]      # (net, head): p(h_l+1|h_l+2)
-        self.px = Sequential(interpret_layers("px.net", spec.likelihood_net, self.params, self.grads, {}))
+        self.px = Sequential(interpret_layers("px.net", spec.likelihood_net, self.params, self.grads, {}, self.kernels))
         self.reparameterize = Reparameterize()
         self.likelihood = BernoulliNLL()
         self._backward = None
 
     def _block(self, prefix: str, layer) -> tuple[Sequential, GaussianHead]:
         """A stochastic layer's net and its stacked (mu | logvar) head, views into the flat buffers."""
-        net = Sequential(interpret_layers(f"{prefix}.net", layer.net, self.params, self.grads, {}))
+        net = Sequential(interpret_layers(f"{prefix}.net", layer.net, self.params, self.grads, {}, self.kernels))
         (w0, _), (_, w1) = self.layout[f"{prefix}.mu.weight"], self.layout[f"{prefix}.logvar.weight"]
         (b0, _), (_, b1) = self.layout[f"{prefix}.mu.bias"], self.layout[f"{prefix}.logvar.bias"]
         stacked = (2 * layer.latent, self.params[f"{prefix}.mu.weight"].shape[1])
         return net, GaussianHead(self.flat[w0:w1].reshape(stacked), self.flat[b0:b1],
-                                 self.grad_flat[w0:w1].reshape(stacked), self.grad_flat[b0:b1])
+                                 self.grad_flat[w0:w1].reshape(stacked), self.grad_flat[b0:b1],
+                                 layer_classes(self.kernels)[0])
 
     def _check_beta(self) -> None:
         if self.beta != 1:

@@ -2,6 +2,8 @@
 
 ``interpret_layers`` builds the hand-written layers of a list of layer specs on views into a model's
 flat parameter and gradient buffers; ``init_params`` gives them torch's default initialization.
+``kernels`` picks the layers' bodies: "fast", numpy_vae.kernels' tuned Linear and convolutions (what
+training runs by default), or "reference", numpy_vae.nn's own (see ``KERNELS``).
 """
 from __future__ import annotations
 
@@ -12,13 +14,33 @@ import numpy as np
 from . import specs
 from .nn.activations import ReLU, Sigmoid, Tanh
 from .nn.batchnorm import BatchNorm1d
+from .kernels.conv import FastConv2d, FastConvTranspose2d
+from .kernels.linear import FastLinear
 from .nn.conv import Conv2d, ConvTranspose2d
 from .nn.dropout import Dropout
 from .nn.linear import Linear
 from .nn.reshape import Flatten, Unflatten
 from .specs import SpecError
 
-__all__ = ["flat_buffers", "init_params", "interpret_layers", "model_dtype", "pack_layout"]
+__all__ = ["KERNELS", "check_kernels", "flat_buffers", "init_params", "interpret_layers", "layer_classes",
+           "model_dtype", "pack_layout"]
+
+#: ``kernels=``: "fast", numpy_vae.kernels' tuned layers (the default), or "reference", numpy_vae.nn's
+KERNELS = ("fast", "reference")
+
+
+def check_kernels(kernels) -> str:
+    """``kernels`` if it is one of KERNELS, else SpecError."""
+    if kernels not in KERNELS:
+        raise SpecError(f"kernels={kernels!r}: expected one of {KERNELS}")
+    return kernels
+
+
+def layer_classes(kernels: str) -> tuple:
+    """(Linear, Conv2d, ConvTranspose2d) of ``kernels``: numpy_vae.kernels' or numpy_vae.nn's."""
+    if check_kernels(kernels) == "fast":
+        return FastLinear, FastConv2d, FastConvTranspose2d
+    return Linear, Conv2d, ConvTranspose2d
 
 
 def model_dtype(dtype) -> np.dtype:
@@ -52,19 +74,20 @@ def flat_buffers(shapes: dict, layout: dict, dtype):
     return flat, grad_flat, params, grads
 
 
-def interpret_layers(prefix: str, layer_specs, params: dict, grads: dict, buffers: dict) -> list:
+def interpret_layers(prefix: str, layer_specs, params: dict, grads: dict, buffers: dict,
+                     kernels: str = "fast") -> list:
     """The NumPy layers of ``layer_specs`` (layer ``i`` named ``prefix.i``), their parameters the arrays
     ``params[prefix.i.weight]`` ... (views into a model's flat buffer), their gradients likewise."""
+    linear, conv, conv_t = layer_classes(kernels)
     layers = []
     for i, s in enumerate(layer_specs):
         w, b = (f"{prefix}.{i}.weight", f"{prefix}.{i}.bias")
         if isinstance(s, specs.Linear):
-            layers.append(Linear(params[w], params[b], grads[w], grads[b]))
+            layers.append(linear(params[w], params[b], grads[w], grads[b]))
         elif isinstance(s, specs.Conv2d):
-            layers.append(Conv2d(params[w], params[b], grads[w], grads[b], s.stride, s.padding))
+            layers.append(conv(params[w], params[b], grads[w], grads[b], s.stride, s.padding))
         elif isinstance(s, specs.ConvTranspose2d):
-            layers.append(ConvTranspose2d(params[w], params[b], grads[w], grads[b], s.stride,
-                                          s.padding, s.output_padding))
+            layers.append(conv_t(params[w], params[b], grads[w], grads[b], s.stride, s.padding, s.output_padding))
         elif isinstance(s, specs.Flatten):
             layers.append(Flatten())
         elif isinstance(s, specs.Unflatten):

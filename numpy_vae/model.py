@@ -38,7 +38,8 @@ import numpy as np
 
 from . import specs
 from .hvae import HVAE
-from .interpret import flat_buffers, init_params, interpret_layers, model_dtype, pack_layout
+from .interpret import check_kernels, flat_buffers, init_params, interpret_layers, layer_classes, model_dtype, \
+    pack_layout
 from .inputs import (InputError, check_batchnorm_batch, check_count, check_images, check_latent, check_masks,
                      check_noise)
 from .nn.batchnorm import BatchNorm1d
@@ -77,11 +78,13 @@ def flat_layout(spec: VAESpec) -> dict[str, tuple[int, int]]:
 class VAE:
     """A variational autoencoder built from a :class:`~numpy_vae.specs.VAESpec`; see the module docstring."""
 
-    def __init__(self, spec: VAESpec, beta: float = 1.0, dtype=np.float32, seed: int | np.random.Generator = 0):
+    def __init__(self, spec: VAESpec, beta: float = 1.0, dtype=np.float32, seed: int | np.random.Generator = 0,
+                 kernels: str = "fast"):
         if not isinstance(spec, VAESpec):
             raise SpecError(f"spec must be a numpy_vae.specs.VAESpec, got {type(spec).__name__}")
         self.dtype = model_dtype(dtype)
         self.spec, self.beta = spec, _check_beta(beta)
+        self.kernels = check_kernels(kernels)            # "fast" or "reference": see numpy_vae.interpret
         self.latent, self.input_dim = spec.latent, spec.input_dim
 
         shapes = spec.parameter_shapes()
@@ -101,7 +104,8 @@ class VAE:
         (b0, _), (_, b1) = layout["fc_mu.bias"], layout["fc_logvar.bias"]
         stacked = (2 * self.latent, spec.head_features)
         self.head = GaussianHead(self.flat[w0:w1].reshape(stacked), self.flat[b0:b1],
-                                 self.grad_flat[w0:w1].reshape(stacked), self.grad_flat[b0:b1])
+                                 self.grad_flat[w0:w1].reshape(stacked), self.grad_flat[b0:b1],
+                                 layer_classes(self.kernels)[0])
         self.decoder = Sequential(self._layers("decoder", spec.decoder))
         self.reparameterize = Reparameterize()
         self.likelihood = _likelihood(spec)
@@ -112,7 +116,7 @@ class VAE:
 
     def _layers(self, prefix: str, layer_specs) -> list:
         """The NumPy layers of a spec's encoder or decoder, their parameters views into the flat buffers."""
-        return interpret_layers(prefix, layer_specs, self.params, self.grads, self.buffers)
+        return interpret_layers(prefix, layer_specs, self.params, self.grads, self.buffers, self.kernels)
 
     def _init_params(self, seed) -> None:
         init_params(self.spec, self.params, seed)
@@ -262,14 +266,14 @@ class VAE:
 
 
 def build_model(arch: str = "mlp", latent: int = 20, hidden=(512, 256), beta: float = 1.0,
-                dtype=np.float32, seed: int | np.random.Generator = 0, **options) -> VAE:
+                dtype=np.float32, seed: int | np.random.Generator = 0, kernels: str = "fast", **options) -> VAE:
     """The project's model factory; ``torch_vae.build_model`` takes the same arguments.
 
     ``options``: the MLP's activation, batchnorm, dropout, likelihood, likelihood_variance
     (``numpy_vae.specs.mlp_spec``).  Raises SpecError (a ValueError) naming the argument for an
-    architecture that cannot be built.
+    architecture that cannot be built.  ``kernels`` (NumPy only): "fast" or "reference" (numpy_vae.interpret).
     """
     spec = specs.make_spec(arch, hidden=hidden, latent=latent, **options)
     if isinstance(spec, specs.HVAESpec):          # several stochastic layers (arch "burda2")
-        return HVAE(spec, beta=beta, dtype=dtype, seed=seed)
-    return VAE(spec, beta=beta, dtype=dtype, seed=seed)
+        return HVAE(spec, beta=beta, dtype=dtype, seed=seed, kernels=kernels)
+    return VAE(spec, beta=beta, dtype=dtype, seed=seed, kernels=kernels)

@@ -7,10 +7,12 @@ padded input at least as large as the kernel, a non-empty transposed output.  Va
 come from a drawn seed (standard normals), which keeps each example fast.  Each
 layer's forward and every gradient of a random upstream dy (dx, dW, db) must equal
 torch's to a relative error of 1e-10 (float64) / 1e-4 (float32), times the condition of
-the sums where they cancel (see ``assert_close``).  The layers' fast path (im2col and
-one matmul; col2im tap by tap) must equal the clear reference path (``conv2d_reference``
-and friends: einsums in a loop over the kernel taps) as closely, and so must the
-reference itself equal torch.
+the sums where they cancel (see ``assert_close``).  The layers tested against torch are
+the fast ones that training runs (numpy_vae.kernels.conv: im2col and one matmul; col2im tap
+by tap); they must equal the reference path (numpy_vae.nn.conv: ``conv2d_reference`` and
+friends, einsums in a loop over the kernel taps, the body of nn's Conv2d and
+ConvTranspose2d) as closely, and so must the reference itself equal torch.  (The bound
+derived from the rounding between the two is in tests/test_kernels.py.)
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from hypothesis import given, strategies as st
 
 from numpy_vae.nn.activations import ReLU
 from numpy_vae.nn.container import Sequential
-from numpy_vae.nn.conv import (Conv2d, ConvTranspose2d, conv2d_reference, conv2d_reference_backward,
-                               conv_transpose2d_reference, conv_transpose2d_reference_backward)
+from numpy_vae.kernels.conv import FastConv2d as Conv2d, FastConvTranspose2d as ConvTranspose2d
+from numpy_vae.nn.conv import (conv2d_reference, conv2d_reference_backward, conv_transpose2d_reference,
+                               conv_transpose2d_reference_backward)
 from numpy_vae.nn.reshape import Flatten, Unflatten
 from parity_helpers import DTYPES, TOL, assert_parity
 

@@ -56,6 +56,12 @@ BAD = [
     (["train", "--lr", "nan"], "--lr"),
     (["train", "--lr", "inf"], "--lr"),
     (["train", "--lr", "-1e-3"], "--lr"),
+    (["train", "--lr", "1e200"], "--lr: expected a learning rate in (0, 1e+06], got 1e200"),   # was OverflowError
+    (["train", "--adam-eps", "1e-160"], "--adam-eps: expected a number in [1e-30, 1e+06], got 1e-160"),  # ZeroDivisionError
+    (["train", "--adam-eps", "1e-310"], "--adam-eps: expected a number in [1e-30, 1e+06]"),
+    (["train", "--kernels", "turbo"], "--kernels: invalid choice: 'turbo'"),
+    (["train", "--kernels", "reference", "--backend", "torch"], "--kernels reference with --backend torch"),
+    (["parity", "--lr", "1e200"], "--lr: expected a learning rate in (0, 1e+06]"),
     (["train", "--weight-decay", "-1"], "--weight-decay"),
     (["train", "--clip-grad-norm", "0"], "--clip-grad-norm"),
     (["train", "--beta", "nan"], "--beta"),

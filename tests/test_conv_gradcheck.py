@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 
+from conv_helpers import conv_geometry
 from numpy_vae.nn.conv import (Conv2d, ConvTranspose2d, conv2d_reference, conv2d_reference_backward,
                                conv_transpose2d_reference, conv_transpose2d_reference_backward)
 from numpy_vae.nn.gradcheck import numerical_gradient, relative_error
@@ -35,23 +36,9 @@ def weighted_sum(out, r):
     return float((out * r).sum())
 
 
-@st.composite
-def small_conv(draw, transpose: bool):
+def small_conv(transpose: bool):
     """A small valid geometry: batch 1-2, channels 1-3, size 1-6, kernel 1-3, stride 1-3, padding 0-2."""
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    if transpose:
-        output_padding = tuple(draw(st.integers(0, s - 1)) for s in stride)
-        size = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
-        padding = tuple(draw(st.integers(0, min(2, ((n - 1) * s + k + op - 1) // 2)))
-                        for n, k, s, op in zip(size, kernel, stride, output_padding))
-        extra = {"output_padding": output_padding}
-    else:
-        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-        size = tuple(draw(st.integers(max(1, k - 2 * p), 6)) for k, p in zip(kernel, padding))
-        extra = {}
-    return dict(batch=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 3)), c_out=draw(st.integers(1, 3)),
-                size=size, kernel=kernel, stride=stride, padding=padding, **extra)
+    return conv_geometry(transpose)
 
 
 def make_layer(g, transpose: bool, rng, dtype=np.float64):

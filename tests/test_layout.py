@@ -6,11 +6,17 @@
 - torch_vae imports no training loop and no reporting (specs, data, config, inputs, streams,
   the checkpoint format: yes);
 - the training loop imports no reporting code (`vae train` writes the report after it);
-- every hand-written backward in numpy_vae/nn links its derivation in docs/gradients.md,
-  and the linked section exists.
+- the reference (numpy_vae/nn) stands alone: it imports nothing of the tuned kernels (numpy_vae/kernels);
+- every hand-written backward in numpy_vae/nn and numpy_vae/kernels links its derivation in
+  docs/gradients.md, and the linked section exists;
+- importing numpy_vae has no side effect: it sets no environment variable and loads no NumPy, so the
+  `vae` command can set OpenBLAS's threads before NumPy loads (and does).
 """
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,6 +111,41 @@ def test_the_training_loop_imports_no_reporting():
         assert not bad, f"{name} imports {sorted(bad)}"
 
 
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("numpy_vae.nn")))
+def test_the_reference_imports_no_tuned_kernel(name):
+    bad = {t for t in _imports(name, MODULES[name]) if t.startswith("numpy_vae.kernels")}
+    assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def _python(code: str, **env) -> str:
+    """stdout of ``python -c code`` in a fresh process, OPENBLAS_THREAD_TIMEOUT removed from its environment."""
+    child = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    child["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-c", code], env={**child, **env}, capture_output=True, text=True,
+                          check=True, timeout=120).stdout.strip()
+
+
+def test_importing_numpy_vae_changes_no_environment_and_loads_no_numpy():
+    assert _python("import os, numpy_vae; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))") == "None"
+    assert _python("import sys, numpy_vae, numpy_vae.cli, numpy_vae.kernels.threads; "
+                   "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))") == "[]"
+    assert _python("import numpy_vae; print(numpy_vae.VAE.__name__, numpy_vae.nn.Conv2d.__module__)") \
+        == "VAE numpy_vae.nn.conv"                                  # the names still load, on first use
+
+
+def test_the_vae_command_shortens_openblas_spin_before_numpy_loads():
+    """The `vae` command sets OPENBLAS_THREAD_TIMEOUT=20 (unless set) before NumPy, hence OpenBLAS, loads."""
+    code = ("import os, sys\n"
+            "seen = []\n"
+            "sys.addaudithook(lambda e, a: seen.append(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+            " if e == 'import' and a[0] == 'numpy' and not seen else None)\n"
+            "from numpy_vae.cli import main\n"
+            "try:\n    main(['train', '--epochs', '0'])\nexcept SystemExit:\n    pass\n"
+            "print(seen[:1], os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
+    assert _python(code) == "['20'] 20"
+    assert _python(code, OPENBLAS_THREAD_TIMEOUT="7") == "['7'] 7"        # a value already set is kept
+
+
 def _anchors(markdown: str) -> set[str]:
     """GitHub's anchors of the Markdown headings: lower case, punctuation dropped, spaces to '-'."""
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
@@ -114,7 +155,7 @@ def _anchors(markdown: str) -> set[str]:
 def test_every_backward_links_an_existing_derivation():
     anchors = _anchors((ROOT / "docs" / "gradients.md").read_text())
     missing, broken = [], []
-    for path in sorted((ROOT / "numpy_vae" / "nn").glob("*.py")):
+    for path in sorted([*(ROOT / "numpy_vae" / "nn").glob("*.py"), *(ROOT / "numpy_vae" / "kernels").glob("*.py")]):
         text = path.read_text()
         if "def backward" not in text:
             continue

@@ -281,6 +281,17 @@ def _drop(d, key):
     (dict(meta=lambda m: {**m, "step": m["step"] + 1}), r"does not fit 4 steps per epoch"),
     (dict(optim=lambda o: {**o, "exp_avg": o["exp_avg"][:-1]}), r"optimizer state exp_avg has shape"),
     (dict(optim=lambda o: _drop(o, "exp_avg_sq")), r"missing \['exp_avg_sq'\]"),
+    # issue 22.3: Adam state that disagrees with the checkpoint or cannot be Adam's
+    (dict(optim=lambda o: {**o, "step": o["step"] + 1}), r"last\.npz: optimizer state step is 5, the checkpoint's step is 4"),
+    (dict(optim=lambda o: {**o, "step": o["step"] + 1000}), r"optimizer state step is 1004, the checkpoint's step is 4"),
+    (dict(optim=lambda o: {**o, "exp_avg_sq": np.where(np.arange(o["exp_avg_sq"].size) == 3, -1e-6,
+                                                       o["exp_avg_sq"]).astype(o["exp_avg_sq"].dtype)}),
+     r"last\.npz: optimizer state exp_avg_sq has negative entries"),
+    (dict(optim=lambda o: {**o, "exp_avg": np.where(np.arange(o["exp_avg"].size) == 0, np.nan,
+                                                    o["exp_avg"]).astype(o["exp_avg"].dtype)}),
+     r"optimizer state exp_avg contains NaN"),
+    (dict(optim=lambda o: {**o, "exp_avg_sq": np.full_like(o["exp_avg_sq"], np.inf)}),
+     r"optimizer state exp_avg_sq contains NaN or infinite"),
     (dict(params=lambda p: {**p, "fc_mu.weight": p["fc_mu.weight"][:, :-1]}), r"parameter fc_mu\.weight has shape"),
     (dict(params=lambda p: {k: v.astype(np.float64) for k, v in p.items()}), r"has dtype float64, the run uses float32"),
 ])
@@ -291,6 +302,30 @@ def test_resume_refuses_a_checkpoint_it_cannot_continue_exactly(finished_run, tm
     with pytest.raises(CheckpointError, match=message):
         train(None, resume=run, progress=False, log=lambda *a: None)
     assert {f.name: f.read_bytes() for f in run.iterdir()} == before          # nothing written
+
+
+def test_a_tampered_adam_step_is_one_line_naming_the_field_and_the_file(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path / "run")
+    tamper(run, optim=lambda o: {**o, "step": o["step"] + 1})
+    assert main(["train", "--resume", str(run), "--no-progress", "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run / 'last.npz'}: optimizer state step is 5" in err, err
+
+
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_a_resume_keeps_the_kernels_and_equals_the_uninterrupted_run(mnist, tmp_path, kernels):
+    """--kernels is recorded in config.json and kept by --resume; with either, 1 + 1 epochs == 2 epochs, bitwise."""
+    base = {**TINY, "data_dir": str(mnist), "runs_dir": str(tmp_path), "kernels": kernels}
+    whole = train(TrainConfig(**{**base, "name": "whole"}), progress=False, log=lambda *a: None)
+    half = train(TrainConfig(**{**base, "epochs": 1, "name": "half"}), progress=False, log=lambda *a: None)
+    tamper(half, meta=lambda m: {**m, "config": {**m["config"], "epochs": 2}})
+    (half / "config.json").write_text(json.dumps({**json.loads((half / "config.json").read_text()), "epochs": 2}))
+    assert json.loads((half / "config.json").read_text())["kernels"] == kernels
+    train(None, resume=half, progress=False, log=lambda *a: None)
+    a, b = load_checkpoint(whole / "last.npz"), load_checkpoint(half / "last.npz")
+    assert b[2]["config"]["kernels"] == kernels
+    for x, y in zip(a[:2], b[:2]):
+        assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
 
 
 def test_resume_refuses_an_edited_config_json(finished_run, tmp_path):

@@ -50,7 +50,9 @@ class TorchBackend:
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
                  clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8,
-                 objective: str = "elbo", threads: int | None = None):
+                 objective: str = "elbo", threads: int | None = None, kernels: str = "fast"):
+        if kernels != "fast":          # NumpyBackend's choice of kernels; torch runs its own
+            raise ValueError(f"kernels={kernels!r}: the torch backend runs torch's own kernels; leave --kernels out")
         self.device = resolve_device(device)
         self._limits = limit_threads(threads)
         if threads is not None:

@@ -361,7 +361,7 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def register(sub) -> None:
     """Add ``vae parity`` to the ``vae`` command's subparsers."""
-    from numpy_vae.cli.args import (add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
+    from numpy_vae.cli.args import (add_data_dir, hidden_sizes, learning_rate, non_negative_float, non_negative_int,
                                     positive_int)
     p = sub.add_parser("parity", help="compare the NumPy and PyTorch VAEs quantity by quantity (cmp-style)",
                        description="Same weights, batch and noise through numpy_vae and torch_vae: for every "
@@ -386,7 +386,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="images a batch")
     p.add_argument("--steps", type=non_negative_int, default=10,
                    help="Adam steps for the trajectory section (0: skip it)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam's learning rate")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights, batches and noise")
     p.add_argument("--checkpoint", default=None, metavar="NPZ",
                    help="use the weights and model config of a checkpoint (runs/NAME/last.npz) instead of the init")

@@ -1,4 +1,8 @@
-"""The NumPy training backend: the hand-written model and Adam behind the backend interface."""
+"""The NumPy training backend: the hand-written model and Adam behind the backend interface.
+
+``kernels="fast"`` (the default) trains with numpy_vae.kernels (FastAdam, the im2col convolutions),
+``kernels="reference"`` with numpy_vae.nn's plain Adam and convolutions.
+"""
 from __future__ import annotations
 
 import math
@@ -7,6 +11,7 @@ import numpy as np
 
 from ..model import build_model
 from ..objectives import iwae_loss
+from ..kernels.adam import FastAdam
 from ..nn.optimizers import Adam
 from .interface import NonFiniteError, clip_coefficient, limit_threads
 
@@ -16,11 +21,14 @@ class NumpyBackend:
 
     def __init__(self, model_config: dict, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
                  clip_grad_norm: float | None = None, device: str = "cpu", adam_eps: float = 1e-8,
-                 objective: str = "elbo", threads: int | None = None):
+                 objective: str = "elbo", threads: int | None = None, kernels: str = "fast"):
         if device != "cpu":
             raise ValueError(f"the numpy backend runs on the CPU only; got --device {device} (use --backend torch)")
-        self.model = build_model(**model_config, seed=seed)
-        self.optimizer = Adam(self.model.flat, lr=lr, eps=adam_eps, weight_decay=weight_decay, threads=threads)
+        self.model = build_model(**model_config, seed=seed, kernels=kernels)
+        if kernels == "fast":
+            self.optimizer = FastAdam(self.model.flat, lr=lr, eps=adam_eps, weight_decay=weight_decay, threads=threads)
+        else:
+            self.optimizer = Adam(self.model.flat, lr=lr, eps=adam_eps, weight_decay=weight_decay)
         self._limits = limit_threads(threads)
         self.clip_grad_norm = clip_grad_norm
         self.objective = objective            # "elbo", or "iwae": then eps is (B, K, L), K draws per image
@@ -94,9 +102,16 @@ class NumpyBackend:
         self.model.load_params(params)
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        """Adam's state as flat arrays laid out like ``get_params`` concatenated in key order."""
-        return {"step": np.array(self.optimizer.step_count, np.int64),
-                **{key: np.concatenate([getattr(self.optimizer, key)[self._slice(n)] for n in self.model.params])
+        """Adam's state as flat arrays laid out like ``get_params`` concatenated in key order.
+
+        This is a save point: FastAdam first stores its moments at torch's scale
+        (``rescale_to_torch``, one rounding), so that this run and one resumed from what is
+        returned continue bit for bit."""
+        if isinstance(self.optimizer, FastAdam):
+            self.optimizer.rescale_to_torch()
+        state = self.optimizer.state_dict()
+        return {"step": state["step"],
+                **{key: np.concatenate([state[key][self._slice(n)] for n in self.model.params])
                    for key in ("exp_avg", "exp_avg_sq")}}
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:

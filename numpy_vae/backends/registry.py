@@ -28,7 +28,7 @@ def make_backend(config: TrainConfig):
     validate_config(config)
     kwargs = dict(model_config=config.model_config(), lr=config.lr, weight_decay=config.weight_decay,
                   seed=config.seed, clip_grad_norm=config.clip_grad_norm, device=config.device,
-                  adam_eps=config.adam_eps, objective=config.objective, threads=config.threads)
+                  adam_eps=config.adam_eps, objective=config.objective, threads=config.threads, kernels=config.kernels)
     if config.backend == "numpy":
         factory = NumpyBackend
     else:

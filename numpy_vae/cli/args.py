@@ -51,6 +51,27 @@ def positive_float(text: str) -> float:
     return value
 
 
+def learning_rate(text: str) -> float:
+    """Adam's learning rate, in (0, numpy_vae.config.LR_MAX]."""
+    from ..config import LR_MAX
+    value = positive_float(text)
+    if value > LR_MAX:
+        raise argparse.ArgumentTypeError(f"expected a learning rate in (0, {LR_MAX:g}], got {text} (Adam moves each "
+                                         f"parameter by about lr a step; larger values only overflow)")
+    return value
+
+
+def adam_epsilon(text: str) -> float:
+    """Adam's eps, in numpy_vae.config.ADAM_EPS_RANGE."""
+    from ..config import ADAM_EPS_RANGE
+    lo, hi = ADAM_EPS_RANGE
+    value = positive_float(text)
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"expected a number in [{lo:g}, {hi:g}], got {text} (smaller values "
+                                         f"underflow in Adam's float32 arithmetic)")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     try:
         value = float(text)

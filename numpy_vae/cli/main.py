@@ -68,6 +68,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``vae`` command.  Its first act is the thread setting that must come before NumPy loads
+    (numpy_vae.kernels.threads.shorten_openblas_spin); nothing up to here imports NumPy."""
+    from ..kernels.threads import shorten_openblas_spin
+    shorten_openblas_spin()
     from ..config import ConfigError
     from ..data import MnistDataError
     from ..inputs import InputError

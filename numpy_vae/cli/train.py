@@ -13,15 +13,15 @@ import os
 from pathlib import Path
 
 from ..presets import PRESETS, preset_values
-from .args import (UsageError, preset, add_data_dir, hidden_sizes, non_negative_float, non_negative_int, positive_float,
-                   positive_int, refuse_file_as_data_dir)
+from .args import (UsageError, preset, adam_epsilon, add_data_dir, hidden_sizes, learning_rate, non_negative_float,
+                   non_negative_int, positive_float, positive_int, refuse_file_as_data_dir)
 from .serve import port_number
 
 # Options that set the training configuration (TrainConfig fields).
 CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "adam_eps", "weight_decay",
                   "clip_grad_norm", "arch", "latent", "hidden", "activation", "batchnorm", "dropout", "likelihood",
                   "likelihood_variance", "beta", "kl_warmup_epochs", "binarize", "objective", "samples", "dtype",
-                  "seed", "runs_dir", "name", "train_limit", "threads")
+                  "seed", "runs_dir", "name", "train_limit", "threads", "kernels")
 
 
 def run_name(text: str) -> str:
@@ -50,7 +50,7 @@ def thread_count(text: str):
 
 
 def register(sub) -> None:
-    from ..config import BINARIZATIONS, LR_SCHEDULES, OBJECTIVES, TrainConfig
+    from ..config import BINARIZATIONS, KERNELS, LR_SCHEDULES, OBJECTIVES, TrainConfig
     from ..specs import ACTIVATIONS, ARCHITECTURES, LIKELIHOODS
     d = TrainConfig()
     p = sub.add_parser("train", help="train a VAE on MNIST and write a run folder",
@@ -66,11 +66,11 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help=f"cpu or cuda (torch backend only; default: {d.device})")
     p.add_argument("--epochs", type=positive_int, default=None, help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: {d.batch_size}")
-    p.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default: {d.lr})")
+    p.add_argument("--lr", type=learning_rate, default=None, help=f"Adam learning rate (default: {d.lr})")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
                    help=f"constant, cosine (to 0 over the run) or burda (lr 10^(-i/7) for 3^i epochs; "
                         f"default: {d.lr_schedule})")
-    p.add_argument("--adam-eps", type=positive_float, default=None, help=f"Adam's eps (default: {d.adam_eps})")
+    p.add_argument("--adam-eps", type=adam_epsilon, default=None, help=f"Adam's eps (default: {d.adam_eps})")
     p.add_argument("--weight-decay", type=non_negative_float, default=None, help=f"default: {d.weight_decay}")
     p.add_argument("--clip-grad-norm", type=positive_float, default=None,
                    help="clip the global gradient norm to this value (as torch.nn.utils.clip_grad_norm_)")
@@ -112,6 +112,10 @@ def register(sub) -> None:
                    help="BLAS/OpenMP and Adam threads; auto: 1 if other processes keep half a core busy at the "
                         "start (two threads then spin against them), else the libraries' default; recorded in "
                         "config.json, so a resumed run keeps it (default: the libraries' own)")
+    p.add_argument("--kernels", choices=KERNELS, default=None,
+                   help="numpy backend: fast (numpy_vae.kernels: the tuned Adam and convolutions) or reference "
+                        "(numpy_vae.nn's plain ones, the form docs/gradients.md derives; slower); recorded in "
+                        f"config.json, so a resumed run keeps it (default: {d.kernels})")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its last checkpoint, with its saved configuration; "
                         "the result equals the uninterrupted run bit for bit (only --data-dir may be given with it)")
@@ -193,6 +197,9 @@ def run(args) -> int:
         raise UsageError(f"--backend {values['backend']}: unknown backend; available: {', '.join(available_backends())}")
     if values["backend"] == "numpy" and values["device"] != "cpu":
         raise UsageError(f"--device {values['device']}: the numpy backend runs on the CPU; use --backend torch for cuda")
+    if values["backend"] != "numpy" and values["kernels"] != "fast":
+        raise UsageError(f"--kernels {values['kernels']} with --backend {values['backend']}: --kernels chooses the "
+                         f"numpy backend's kernels; {values['backend']} runs its own (leave --kernels out)")
     runs_dir = Path(values["runs_dir"])
     _writable_folder(runs_dir, "--runs-dir", "pick another --runs-dir")
     if values["name"] and (runs_dir / values["name"] / "last.npz").exists():

@@ -19,11 +19,13 @@ class GaussianHead:
     backward: dmu (B, L), dlogvar (B, L) -> dh (B, H) (None with ``need_dx=False``)
 
     ``weight`` (2L, H) and ``bias`` (2L,) are the stacked parameters (views into the
-    model's flat buffer, fc_mu's rows first), likewise their gradients.
+    model's flat buffer, fc_mu's rows first), likewise their gradients.  ``linear``: the Linear class
+    to use (numpy_vae.kernels' FastLinear in training).
     """
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, grad_weight: np.ndarray, grad_bias: np.ndarray):
-        self.linear = Linear(weight, bias, grad_weight, grad_bias)
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, grad_weight: np.ndarray, grad_bias: np.ndarray,
+                 linear=Linear):
+        self.linear = linear(weight, bias, grad_weight, grad_bias)
         self.latent = weight.shape[0] // 2
 
     def __call__(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

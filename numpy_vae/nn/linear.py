@@ -40,11 +40,12 @@ class Linear:
 
         # dW = dy^T x,  db = sum_B dy,  dx = dy W
         def backward(dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-            if len(dy) == 1:   # an outer product: numpy's matmul takes ~1 ms for k = 1, broadcasting ~0.1
-                np.multiply(dy.T, x, out=self.grads["weight"])
-            else:
-                np.matmul(dy.T, x, out=self.grads["weight"])
+            self._weight_gradient(dy, x)
             np.sum(dy, axis=0, out=self.grads["bias"])
             return dy @ self.params["weight"] if need_dx else None
 
         return y, backward
+
+    def _weight_gradient(self, dy: np.ndarray, x: np.ndarray) -> None:
+        """grads["weight"] = dy^T x  (numpy_vae.kernels.linear.FastLinear computes it faster at batch 1)."""
+        np.matmul(dy.T, x, out=self.grads["weight"])

@@ -289,8 +289,11 @@ def check_params(params: dict[str, np.ndarray], expected: dict[str, tuple[int, .
             raise CheckpointError(f"{source}: parameter {name} contains NaN or infinite values")
 
 
-def check_optimizer_state(state: dict[str, np.ndarray], expected: dict[str, np.ndarray], source) -> None:
-    """Refuse optimizer state whose keys, shapes or kinds differ from ``expected`` (a fresh optimizer's state)."""
+def check_optimizer_state(state: dict[str, np.ndarray], expected: dict[str, np.ndarray], source,
+                          step: int | None = None) -> None:
+    """Refuse optimizer state whose keys, shapes or kinds differ from ``expected`` (a fresh optimizer's state),
+    whose moments are not finite, whose ``exp_avg_sq`` (a mean of squares) is negative, or whose ``step``
+    differs from the checkpoint's ``step`` (Adam's bias corrections count from it)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -310,6 +313,12 @@ def check_optimizer_state(state: dict[str, np.ndarray], expected: dict[str, np.n
                 raise CheckpointError(f"{source}: optimizer state {key} has dtype {value.dtype}, expected float32 or float64")
             if not np.isfinite(value).all():
                 raise CheckpointError(f"{source}: optimizer state {key} contains NaN or infinite values")
+            if key == "exp_avg_sq" and (value < 0).any():
+                raise CheckpointError(f"{source}: optimizer state exp_avg_sq has negative entries (min "
+                                      f"{value.min():.3g}); a mean of squared gradients is >= 0: the file was altered")
+    if step is not None and "step" in state and int(state["step"]) != step:
+        raise CheckpointError(f"{source}: optimizer state step is {int(state['step'])}, the checkpoint's step is "
+                              f"{step}; Adam's bias corrections would be wrong: the file was altered")
 
 
 def _is_int(value) -> bool:

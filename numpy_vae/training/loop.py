@@ -176,7 +176,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
                                   f"{steps_per_epoch} steps per epoch ({len(train_x)} images, batch "
                                   f"{config.batch_size}): the data or the checkpoint changed")
         check_params(params, backend.state_shapes, ckpt, dtype=dtype)
-        check_optimizer_state(optim, backend.optimizer_state(), ckpt)
+        check_optimizer_state(optim, backend.optimizer_state(), ckpt, step=meta["step"])
         backend.set_params(params)
         try:
             backend.load_optimizer_state(optim)
