@@ -152,7 +152,7 @@ def reference_step(p, m, v, g, lr, betas, eps, wd, t):
        lr_changes=st.lists(st.sampled_from([1.0, 1.0, 1.0, 0.3, 0.0]), min_size=34, max_size=34))
 def test_fast_adam_equals_the_reference(dtype, seed, n, steps, lr, wd, eps, b1, b2, block, threads, lr_changes):
     """N steps on random parameters and gradients (|g| log-uniform in [1e-6, 1e2], a fifth exactly 0, whose
-    moments decay towards the subnormals and the flush), the learning rate changing between steps (0
+    moments decay towards the subnormals and, with small betas, reach them and the flush), the learning rate changing between steps (0
     included): p, m and v within the bound of ``adam_bound``."""
     rng = np.random.default_rng(seed)
     u, tiny = np.finfo(dtype).eps / 2, float(np.finfo(dtype).tiny)
