@@ -161,6 +161,14 @@ class TorchBackend:
         mu, logvar = self.model.encode(self._images(x), check_inputs=False)
         return mu.cpu().numpy(), logvar.cpu().numpy()
 
+    @torch.no_grad()
+    def log_weights(self, x: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """log w (B, K) of x (B, D) at eps (B, K, N), float64, for a model of several stochastic layers
+        (``HVAE.log_weights``' contract: the estimator of `vae evaluate` reads it)."""
+        self.model.eval()
+        log_w = self.model.log_weights(self._images(x), self._tensor(eps))["log_w"]
+        return log_w.cpu().numpy().astype(np.float64)
+
     def _latent(self, z) -> torch.Tensor:
         """z as a tensor, or InputError with numpy_vae's message."""
         return self._tensor(check_latent(z, self.model.latent, self.dtype))
