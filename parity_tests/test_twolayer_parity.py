@@ -39,7 +39,7 @@ import numpy_vae
 from numpy_vae.cli import main
 from numpy_vae.hvae import HVAE
 from numpy_vae.specs import HVAESpec, Linear, ReLU, Sigmoid, StochasticLayer, Tanh
-from parity_helpers import assert_rows, mnist_like, record, torch_dtype_of
+from parity_helpers import assert_rows, check_handover, mnist_like, record, torch_dtype_of
 from torch_vae import TorchHVAE, to_torch
 from torch_vae.parity import compare_models, relative_error, trajectory_rows
 
@@ -233,20 +233,27 @@ def test_backends_encode_decode_and_evaluate_alike(dtype):
 @pytest.mark.parametrize("first", ["numpy", "torch"])
 def test_state_handed_over_continues_identically(first):
     """3 IWAE k = 5 steps in one backend, its parameters and Adam state into the other, 3 more: as 6 in one."""
-    make = dict(zip(("numpy", "torch"), (0, 1)))
-    kwargs = dict(objective="iwae", adam_eps=1e-4)
     rng = np.random.default_rng(2)
     batches = [(mnist_like(rng, 4, "binary", np.float64), rng.standard_normal((4, 5, 103))) for _ in range(6)]
-    a, straight = backends(**kwargs)[make[first]], backends(**kwargs)[make[first]]
-    for x, eps in batches[:3]:
-        a.train_step(x, eps)
-    b = backends(seed=99, **kwargs)[1 - make[first]]
-    b.set_params(a.get_params())
-    b.load_optimizer_state(a.optimizer_state())
-    for x, eps in batches[3:]:
-        b.train_step(x, eps)
-    for x, eps in batches:
-        straight.train_step(x, eps)
-    assert int(b.optimizer_state()["step"]) == 6
-    for name, value in straight.get_params().items():
-        assert relative_error(b.get_params()[name], value) < 1e-12, name
+    check_handover(first, {**BURDA2, "latent": 3, "dtype": np.dtype(np.float64)}, batches, objective="iwae",
+                   adam_eps=1e-4)
+
+
+def test_the_port_checks_its_inputs_as_numpy_vae_does():
+    from numpy_vae.inputs import InputError
+    ref, port = make_pair(numpy_vae.specs.burda2_spec(latent=3), np.float64, seed=0)
+    x, eps = np.zeros((2, 784)), np.zeros((2, 5, 103))
+    for bad_x, bad_eps in [(x, eps[:, :, :50]), (x, eps[:1]), (x[:, :100], eps)]:
+        with pytest.raises(InputError) as en:
+            ref.loss(bad_x, bad_eps)
+        with pytest.raises(InputError) as et:
+            port(torch.tensor(bad_x), torch.tensor(bad_eps))
+        assert str(et.value) == str(en.value)
+    nan_eps, big_x = eps.copy(), x.copy()
+    nan_eps[0, 0, 0], big_x[0, 0] = np.nan, 2.0
+    for bad_x, bad_eps, needle in [(x, nan_eps, "eps"), (big_x, eps, "x")]:
+        with pytest.raises(InputError, match=needle):
+            port(torch.tensor(bad_x), torch.tensor(bad_eps))
+    with pytest.raises(InputError, match="must be a torch.Tensor"):
+        port.log_weights(x, torch.tensor(eps))
+    assert port(torch.tensor(x), torch.tensor(eps[:, 0]))["log_w"].shape == (2, 1)     # (B, N): K = 1

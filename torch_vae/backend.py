@@ -166,7 +166,9 @@ class TorchBackend:
         """log w (B, K) of x (B, D) at eps (B, K, N), float64, for a model of several stochastic layers
         (``HVAE.log_weights``' contract: the estimator of `vae evaluate` reads it)."""
         self.model.eval()
-        log_w = self.model.log_weights(self._images(x), self._tensor(eps))["log_w"]
+        x = check_images(x, self.model.input_dim, self.dtype)
+        eps = check_iwae_noise(eps, x.shape[0], self.noise_dim, self.dtype)
+        log_w = self.model.log_weights(self._tensor(x), self._tensor(eps), check_inputs=False)["log_w"]
         return log_w.cpu().numpy().astype(np.float64)
 
     def _latent(self, z) -> torch.Tensor:
