@@ -171,9 +171,6 @@ def validate_config(config: TrainConfig) -> None:
     if config.objective == "iwae" and (config.batchnorm or config.dropout):
         raise ConfigError("objective='iwae' with batchnorm or dropout: the K samples of an image would see "
                           "different batch statistics and masks; use --objective elbo for that model")
-    if config.arch == "burda2" and config.backend != "numpy":
-        raise ConfigError(f"arch='burda2' with backend={config.backend!r}: the two-stochastic-layer model has no "
-                          f"torch port yet; use --backend numpy")
     if config.arch == "burda2" and (config.beta != 1 or config.kl_warmup_epochs):
         raise ConfigError(f"arch='burda2' with beta={config.beta}, kl_warmup_epochs={config.kl_warmup_epochs}: the "
                           f"model trains log w (no closed-form KL term to weight); use beta 1 without warm-up")

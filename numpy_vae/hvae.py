@@ -38,7 +38,15 @@ from .nn.losses import BernoulliNLL
 from .nn.reparameterize import Reparameterize
 from .specs import HVAESpec, SpecError
 
-__all__ = ["HVAE", "hvae_flat_layout"]
+__all__ = ["HVAE", "chain_noise_message", "hvae_flat_layout"]
+
+
+def chain_noise_message(name: str, batch: int, latents: tuple[int, ...], shape) -> str:
+    """The one-line error for noise of the wrong shape for a stack of stochastic layers of sizes ``latents``."""
+    n = sum(latents)
+    return (f"{name} must have shape ({batch}, {n}) or ({batch}, K, {n}) with K >= 1 (one draw of eps_1 ... eps_L, "
+            f"sizes {tuple(latents)}, per sample), got {tuple(shape)}; draw it with "
+            f"numpy_vae.draw_eps(rng, {batch} * K, {n}).reshape({batch}, K, {n})")
 
 
 def hvae_flat_layout(spec: HVAESpec) -> dict[str, tuple[int, ...]]:
@@ -122,9 +130,7 @@ class HVAE:
         if eps.ndim == 2 and eps.shape == (batch, n):
             eps = eps[:, None, :]
         if eps.ndim != 3 or eps.shape[0] != batch or eps.shape[1] < 1 or eps.shape[2] != n:
-            raise InputError(f"{name} must have shape ({batch}, {n}) or ({batch}, K, {n}) with K >= 1 (one draw of "
-                             f"eps_1 ... eps_L, sizes {self.latents}, per sample), got {eps.shape}; draw it with "
-                             f"numpy_vae.draw_eps(rng, {batch} * K, {n}).reshape({batch}, K, {n})")
+            raise InputError(chain_noise_message(name, batch, self.latents, eps.shape))
         return _finite_as(eps, self.dtype, name)
 
     def draw_masks(self, rng: np.random.Generator, batch: int):

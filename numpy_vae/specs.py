@@ -528,6 +528,10 @@ class HVAESpec:
     def dropout_layers(self) -> dict[str, float]:
         return {}
 
+    def mask_shapes(self, batch: int) -> dict:
+        """No Dropout layer: no keep-masks (``VAESpec.mask_shapes``' contract)."""
+        return {}
+
     def has_batchnorm(self) -> bool:
         return False
 

@@ -124,3 +124,26 @@ def check_whole_model(dtype, device: str, batch: int, hidden: tuple[int, ...], l
 def check_trajectory(model_config: dict, batches: list[np.ndarray], seed: int, tol: float, **kwargs) -> None:
     """After len(batches) Adam steps: per-step losses, every parameter and both Adam moments within ``tol``."""
     assert_rows(trajectory_rows(model_config, batches, seed, tol=tol, **kwargs), model_config["dtype"])
+
+
+def check_handover(first: str, config: dict, batches: list, **kwargs) -> None:
+    """Half the (x, eps) ``batches`` in backend ``first`` ("numpy" or "torch"), its parameters and Adam state into
+    the other backend (built with another seed), the rest there: every parameter as after all of them in
+    ``first``, to 1e-12 (float64)."""
+    from numpy_vae.backends import NumpyBackend
+    from torch_vae.backend import TorchBackend
+    make = {"numpy": NumpyBackend, "torch": TorchBackend}
+    half = len(batches) // 2
+    a, straight = make[first](config, **kwargs), make[first](config, **kwargs)
+    for x, eps in batches[:half]:
+        a.train_step(x, eps)
+    b = make["torch" if first == "numpy" else "numpy"](config, **{**kwargs, "seed": 99})
+    b.set_params(a.get_params())
+    b.load_optimizer_state(a.optimizer_state())
+    for x, eps in batches[half:]:
+        b.train_step(x, eps)
+    for x, eps in batches:
+        straight.train_step(x, eps)
+    assert int(b.optimizer_state()["step"]) == len(batches)
+    for name, value in straight.get_params().items():
+        assert_parity(name, b.get_params()[name], value, np.float64, tol=1e-12)

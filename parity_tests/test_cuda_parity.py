@@ -60,3 +60,23 @@ def test_torch_backend_state_lives_on_cuda():
     assert all(s["exp_avg"].is_cuda for s in b.optimizer.state.values())
     state = b.optimizer_state()
     assert isinstance(state["exp_avg"], np.ndarray) and int(state["step"]) == 1
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_burda2_on_cuda_float64(k):
+    """The two-stochastic-layer model (torch_vae.hvae.TorchHVAE on the GPU): gradients, then 20 Adam steps."""
+    from numpy_vae import specs
+    from numpy_vae.hvae import HVAE
+    from torch_vae.hvae import TorchHVAE
+    from torch_vae.convert import to_torch
+    from torch_vae.parity import compare_models
+    from parity_helpers import assert_rows
+    ref = HVAE(specs.burda2_spec(), dtype=np.float64, seed=1)
+    port = to_torch(ref.state_dict(), TorchHVAE(ref.spec, dtype=torch.float64, device="cuda"))
+    rng = np.random.default_rng(k)
+    x = mnist_like(rng, 8, "binary", np.float64)
+    assert_rows(compare_models(ref, port, x, rng.standard_normal((8, k, ref.noise_dim)), device="cuda")[0],
+                np.float64)
+    config = {"arch": "burda2", "latent": 50, "hidden": (200, 200), "beta": 1.0, "dtype": np.dtype(np.float64)}
+    check_trajectory(config, _batches(k, 8, "binary")[:20], k, 1e-9, lr=1e-3, device="cuda",
+                     samples=None if k == 1 else k, adam_eps=1e-4)

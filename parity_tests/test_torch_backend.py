@@ -11,7 +11,7 @@ from numpy_vae import InputError, draw_eps
 from numpy_vae.backends import NonFiniteError, NumpyBackend
 from numpy_vae.cli import main
 from numpy_vae.config import ConfigError
-from parity_helpers import assert_parity, mnist_like
+from parity_helpers import assert_parity, check_handover, mnist_like
 from torch_vae.backend import TorchBackend
 
 CONFIG = {"arch": "mlp", "latent": 3, "hidden": (16, 8), "beta": 1.0, "dtype": np.dtype(np.float64)}
@@ -67,22 +67,7 @@ def test_optimizer_state_layout_before_and_after_steps():
 @pytest.mark.parametrize("first", ["numpy", "torch"])
 def test_state_handed_over_continues_identically(first):
     """3 steps in one backend, its params + optimizer state into the other, 3 more steps: as 6 in one."""
-    make = {"numpy": NumpyBackend, "torch": TorchBackend}
-    batches = _batches(6)
-    a = make[first](CONFIG)
-    straight = make[first](CONFIG)
-    for x, eps in batches[:3]:
-        a.train_step(x, eps)
-    b = make["torch" if first == "numpy" else "numpy"](CONFIG, seed=99)
-    b.set_params(a.get_params())
-    b.load_optimizer_state(a.optimizer_state())
-    for x, eps in batches[3:]:
-        b.train_step(x, eps)
-    for x, eps in batches:
-        straight.train_step(x, eps)
-    assert int(b.optimizer_state()["step"]) == 6
-    for name, value in straight.get_params().items():
-        assert_parity(name, b.get_params()[name], value, np.float64, tol=1e-12)
+    check_handover(first, CONFIG, _batches(6))
 
 
 def test_non_finite_loss_raises_and_leaves_parameters_alone():

@@ -9,6 +9,7 @@ import pytest
 
 from numpy_vae.data import load_mnist
 from numpy_vae.config import TrainConfig
+from numpy_vae.presets import preset_values
 from numpy_vae.report import write_report
 from numpy_vae.training import train
 
@@ -32,6 +33,14 @@ def small_run(real_mnist_dir, tmp_path_factory) -> Path:
 def small_run_latent5(real_mnist_dir, tmp_path_factory) -> Path:
     """A run folder with a 5-D latent, trained without figures."""
     return _train(tmp_path_factory.mktemp("small_runs"), real_mnist_dir, "latent5", 5, figures=False)
+
+
+@pytest.fixture(scope="session")
+def small_burda2_run(real_mnist_dir, tmp_path_factory) -> Path:
+    """A run folder of the two-stochastic-layer ``burda2`` preset after 2 steps (40 images, batch 20), no figures."""
+    config = TrainConfig(**{**preset_values("burda2"), "epochs": 1, "train_limit": 40}, data_dir=str(real_mnist_dir),
+                         runs_dir=str(tmp_path_factory.mktemp("small_runs")), name="burda2")
+    return train(config, progress=False, log=lambda *a: None)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ PRESETS = {
     "mse": (437_540, {"hidden": [256, 64], "latent": 10, "likelihood": "gaussian", "likelihood_variance": 0.5}),
     "burda": (425_284, {"hidden": [200, 200], "latent": 50, "activation": "tanh", "binarize": "dynamic",
                         "lr_schedule": "burda", "adam_eps": 1e-4}),
+    "burda2": (521_084, {"arch": "burda2", "hidden": [200, 200], "latent": 50, "activation": "tanh",
+                         "binarize": "dynamic", "lr_schedule": "burda", "adam_eps": 1e-4}),
     "mlp-400": (652_824, {"hidden": [400], "latent": 20}),
     "linear-64-8": (102_816, {"hidden": [64], "latent": 8}),
 }

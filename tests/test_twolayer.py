@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from numpy_vae import specs
 from numpy_vae.hvae import HVAE, hvae_flat_layout
@@ -149,12 +149,20 @@ def test_two_layers_k1_and_k5_match_torch(k, data):
 @given(st.data())
 def test_float32_within_float32_bound(data):
     model32, x, eps = draw_case(data, dtype=np.float32)
-    ours = numpy_result(model32, x, eps)
+    # A draw whose values leave float32's range is beyond what float32 can carry, and is drawn away: an
+    # intermediate that overflows float32 (e^-logvar at logvar < -88: 3 layers of ReLU at twice the init's
+    # scale reached it), or exact gradients near float32's largest number (1e38).
+    try:
+        with np.errstate(over="raise"):
+            ours = numpy_result(model32, x, eps)
+    except FloatingPointError:
+        assume(False)
     params64 = {n: v.astype(np.float64) for n, v in model32.params.items()}
     ref = torch_reference(model32.spec, params64, x.astype(np.float64), eps.astype(np.float64))
+    flat_ref = np.concatenate([ref[3][n].ravel() for n in model32.params])
+    assume(np.abs(flat_ref).max() < 1e30)
     scale = abs(ref[1]) + abs(ref[2]) + 1.0
     assert abs(ours[0] - ref[0]) < 1e-5 * scale
-    flat_ref = np.concatenate([ref[3][n].ravel() for n in model32.params])
     flat_ours = np.concatenate([ours[3][n].ravel() for n in model32.params])
     assert relative_error(flat_ours, flat_ref) < 1e-4
 
@@ -227,8 +235,7 @@ def test_refusals():
         HVAE(specs.burda2_spec(), beta=0.5)
     from numpy_vae.config import ConfigError, TrainConfig, validate_config
     from numpy_vae.presets import preset_values
-    with pytest.raises(ConfigError, match="no torch port yet; use --backend numpy"):
-        validate_config(TrainConfig(**{**preset_values("burda2"), "backend": "torch"}))
+    validate_config(TrainConfig(**{**preset_values("burda2"), "backend": "torch"}))    # torch_vae.hvae: the port
     with pytest.raises(ConfigError, match="use beta 1"):
         validate_config(TrainConfig(**{**preset_values("burda2"), "kl_warmup_epochs": 5}))
     validate_config(TrainConfig(**{**preset_values("burda2"), "objective": "iwae", "samples": 5}))

@@ -24,7 +24,8 @@ from numpy_vae.objectives import check_iwae_noise
 from numpy_vae.streams import draw_masks
 
 from .convert import to_numpy, to_torch
-from .model import build_model, torch_dtype
+from .build import build_model
+from .model import torch_dtype
 from .objectives import iwae_loss
 
 
@@ -69,6 +70,7 @@ class TorchBackend:
         self.param_shapes = self.model.spec.parameter_shapes()
         self.state_shapes = {n: tuple(t.shape) for n, t in self.model.state_dict().items()}
         self._dropout = self.model.spec.dropout_layers()
+        self.noise_dim = getattr(self.model, "noise_dim", self.model.latent)   # the width of one draw of eps
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=self.dtype)).to(self.device)
@@ -79,7 +81,7 @@ class TorchBackend:
     def _batch(self, x, eps) -> tuple[torch.Tensor, torch.Tensor]:
         """x and eps as tensors, checked by numpy_vae's own input checks (in the backend's dtype)."""
         x = check_images(x, self.model.input_dim, self.dtype)
-        return self._tensor(x), self._tensor(check_noise(eps, x.shape[0], self.model.latent, self.dtype))
+        return self._tensor(x), self._tensor(check_noise(eps, x.shape[0], self.noise_dim, self.dtype))
 
     def _masks(self, masks, batch: int) -> dict[str, torch.Tensor] | None:
         """The Dropout keep-masks as tensors, checked by numpy_vae's own check."""
@@ -111,7 +113,7 @@ class TorchBackend:
         """The importance-weighted bound's step: eps (B, K, L), autograd through torch.logsumexp."""
         x = check_images(x, self.model.input_dim, self.dtype)
         xt = self._tensor(x)
-        et = self._tensor(check_iwae_noise(eps, x.shape[0], self.model.latent, self.dtype))
+        et = self._tensor(check_iwae_noise(eps, x.shape[0], self.noise_dim, self.dtype))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss_t, recon, kl = iwae_loss(self.model, xt, et, check_inputs=False)
@@ -158,6 +160,16 @@ class TorchBackend:
         self.model.eval()
         mu, logvar = self.model.encode(self._images(x), check_inputs=False)
         return mu.cpu().numpy(), logvar.cpu().numpy()
+
+    @torch.no_grad()
+    def log_weights(self, x: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """log w (B, K) of x (B, D) at eps (B, K, N), float64, for a model of several stochastic layers
+        (``HVAE.log_weights``' contract: the estimator of `vae evaluate` reads it)."""
+        self.model.eval()
+        x = check_images(x, self.model.input_dim, self.dtype)
+        eps = check_iwae_noise(eps, x.shape[0], self.noise_dim, self.dtype)
+        log_w = self.model.log_weights(self._tensor(x), self._tensor(eps), check_inputs=False)["log_w"]
+        return log_w.cpu().numpy().astype(np.float64)
 
     def _latent(self, z) -> torch.Tensor:
         """z as a tensor, or InputError with numpy_vae's message."""

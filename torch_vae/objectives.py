@@ -22,6 +22,7 @@ from torch import nn
 from numpy_vae.inputs import InputError
 from numpy_vae.specs import SpecError
 
+from .hvae import TorchHVAE
 from .model import TorchVAE, reparameterize
 
 __all__ = ["iwae_loss", "log_prior_ratio"]
@@ -56,6 +57,9 @@ def iwae_loss(model: TorchVAE, x: torch.Tensor, eps: torch.Tensor, check_inputs:
     """(loss, recon, kl) of x (B, D) with eps (B, K, L): the negative importance-weighted bound, nats per image.
 
     ``check_inputs=False``: x's values are known to be good (TorchBackend checks its batches in NumPy)."""
+    if isinstance(model, TorchHVAE):    # several stochastic layers: the model computes its own bound
+        out = model(x, eps, check_inputs=check_inputs)
+        return out["loss"], out["recon"], out["kl"]
     _check(model, x, eps)
     if check_inputs:
         x = model.check_images(x)

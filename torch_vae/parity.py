@@ -49,7 +49,8 @@ from numpy_vae.streams import draw_eps, dropout_stream, noise_stream, synthetic_
 
 from .backend import TorchBackend
 from .convert import to_torch
-from .model import build_model, torch_dtype
+from .build import build_model
+from .model import torch_dtype
 
 # Relative-error tolerances: gradients (section 1) and parameters after Adam steps (section 2).
 GRAD_TOL = {"float64": 1e-10, "float32": 1e-4}
@@ -165,6 +166,8 @@ def compare_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu", mask
     kl and loss are held to the KL's rounding level where that is coarser (:func:`kl_rounding`).
     Returns (rows, NumPy's forward outputs).
     """
+    if isinstance(ref, numpy_vae.HVAE):
+        return compare_hvae_models(ref, port, x, eps, device)
     dtype = ref.dtype
     tol = GRAD_TOL[dtype.name]
     port.train(ref.training)
@@ -195,6 +198,60 @@ def compare_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu", mask
     return rows, out_np
 
 
+def bound_rounding(terms: dict, dtype, names=("nll", "log_p", "log_q")) -> float:
+    """8 ulps of the terms of a batch-mean bound (or of its kl): the absolute accuracy any evaluation has.
+
+    loss = mean_b [-logmeanexp_k (log p - log q - nll)] and kl = mean_b sum_k w~ (log q - log p) are sums of
+    terms of either sign; where they nearly cancel, the result is good only to a few ulps of
+    s = mean_(b,k) of the terms' magnitudes (``names``: |nll| + |log q| + |log p| for the loss, |log q| +
+    |log p| for kl).  ``terms``: nll, log_p, log_q (B, K) tensors or arrays.
+    """
+    parts = [np.abs(np.asarray(_array(terms[k]), np.float64)) for k in names]
+    return 8 * float(np.finfo(dtype).eps) * float(sum(parts).mean())
+
+
+def _array(value) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def compare_hvae_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu") -> tuple[list[Row], dict]:
+    """:func:`compare_models` for several stochastic layers: ``numpy_vae.HVAE`` (hand-written backward)
+    against ``torch_vae.TorchHVAE`` (autograd), x (B, D), eps (B, N) or (B, K, N).
+
+    Rows: loss, recon, kl (each held to the rounding level of its terms where that is coarser,
+    :func:`bound_rounding`), log w (B, K), grad x, then grad of every parameter in state_dict order.
+    Returns (rows, NumPy's outputs: loss, recon, kl, log_w).
+    """
+    dtype = ref.dtype
+    tol = GRAD_TOL[dtype.name]
+    loss, recon, kl = ref.loss(x, eps)
+    grads_np, dx_np = ref.backward()
+    out_np = {"loss": loss, "recon": recon, "kl": kl, "log_w": ref.log_weights(x, eps)}
+    xt = torch.tensor(np.asarray(x, dtype), device=device, requires_grad=True)
+    et = torch.tensor(np.asarray(eps, dtype), device=device)
+    out_t = port(xt, et)
+    names = [n for n, _ in port.named_parameters()]
+    if names != list(grads_np):
+        raise ValueError(f"the two models' parameters differ: {names} and {list(grads_np)}")
+    grads_t = torch.autograd.grad(out_t["loss"], [xt, *port.parameters()])
+    rows = [compare(k, out_np[k], out_t[k], tol) for k in ("loss", "recon", "kl", "log_w")]
+    with torch.no_grad():
+        terms = port.log_weights(xt, et)
+    for row, parts in zip(rows, (("nll", "log_p", "log_q"), ("nll",), ("log_p", "log_q"))):
+        _with_kl_rounding(row, bound_rounding(terms, dtype, parts), float(out_t[row.name].detach()))
+    rows.append(compare("grad x", dx_np, grads_t[0], tol))
+    rows += [compare(f"grad {n}", grads_np[n], g, tol) for n, g in zip(names, grads_t[1:])]
+    return rows, out_np
+
+
+def noise_width(model_config: dict) -> int:
+    """The width of one draw of eps for ``model_config`` (build_model's arguments): the latent size, or
+    d_1 + ... + d_L for several stochastic layers."""
+    c = {k: v for k, v in model_config.items() if k not in ("dtype", "beta")}
+    spec = numpy_vae.make_spec(c.pop("arch", "mlp"), **c)
+    return getattr(spec, "noise_dim", spec.latent)
+
+
 def gradient_rows(model_config: dict, x: np.ndarray, eps: np.ndarray, seed: int = 0,
                   device="cpu", params: dict | None = None, training: bool = True) -> list[Row]:
     """:func:`compare_models` on two fresh models of ``model_config``, in training (or evaluation) mode.
@@ -216,38 +273,44 @@ def gradient_rows(model_config: dict, x: np.ndarray, eps: np.ndarray, seed: int 
 
 # ----------------------------------------------------------------- section 2
 def train_both(model_config: dict, batches: list[np.ndarray], seed: int = 0, device="cpu", lr: float = 1e-3,
-               weight_decay: float = 0.0, clip_grad_norm: float | None = None, params: dict | None = None):
+               weight_decay: float = 0.0, clip_grad_norm: float | None = None, params: dict | None = None,
+               samples: int | None = None, adam_eps: float = 1e-8):
     """One step per batch with NumpyBackend and TorchBackend from the same start and the same noise.
 
     batches: list of (B, 784) arrays; the noise of step k is drawn from
-    ``numpy_vae.streams.noise_stream(seed)`` as the training loop draws it.
+    ``numpy_vae.streams.noise_stream(seed)`` as the training loop draws it, of :func:`noise_width`;
+    ``samples`` K: the importance-weighted bound's objective, eps (B, K, N).
     Returns (numpy backend, torch backend, [per-step losses of each]).
     """
     dtype = np.dtype(model_config["dtype"])
-    kwargs = dict(lr=lr, weight_decay=weight_decay, seed=seed, clip_grad_norm=clip_grad_norm)
+    kwargs = dict(lr=lr, weight_decay=weight_decay, seed=seed, clip_grad_norm=clip_grad_norm, adam_eps=adam_eps,
+                  objective="elbo" if samples is None else "iwae")
     backends = [NumpyBackend(model_config, **kwargs), TorchBackend(model_config, **kwargs, device=str(device))]
+    width, k = noise_width(model_config), samples or 1
     losses = []
     for b in backends:
         if params is not None:
             b.set_params(params)
         rng, masks = noise_stream(seed), dropout_stream(seed)
-        losses.append([b.train_step(x, draw_eps(rng, len(x), model_config["latent"], dtype),
-                                    b.draw_masks(masks, len(x)))[0] for x in batches])
+        draw = (lambda n: draw_eps(rng, n, width, dtype)) if samples is None else \
+            (lambda n: draw_eps(rng, n * k, width, dtype).reshape(n, k, width))
+        losses.append([b.train_step(x, draw(len(x)), b.draw_masks(masks, len(x)))[0] for x in batches])
     return backends[0], backends[1], losses
 
 
 def trajectory_rows(model_config: dict, batches: list[np.ndarray], seed: int = 0, device="cpu",
                     lr: float = 1e-3, params: dict | None = None, weight_decay: float = 0.0,
-                    clip_grad_norm: float | None = None, tol: float | None = None) -> list[Row]:
+                    clip_grad_norm: float | None = None, tol: float | None = None, samples: int | None = None,
+                    adam_eps: float = 1e-8) -> list[Row]:
     """After one Adam step per batch with each backend (:func:`train_both`): rows for the per-step
     losses, every parameter, and Adam's two moments (flattened in state_dict order).
 
-    ``tol`` defaults to TRAJECTORY_TOL of the dtype.
+    ``tol`` defaults to TRAJECTORY_TOL of the dtype; ``samples`` and ``adam_eps``: :func:`train_both`'s.
     """
     dtype = np.dtype(model_config["dtype"])
     tol = TRAJECTORY_TOL[dtype.name] if tol is None else tol
     b_np, b_t, (loss_np, loss_t) = train_both(model_config, batches, seed, device, lr, weight_decay,
-                                              clip_grad_norm, params)
+                                              clip_grad_norm, params, samples, adam_eps)
     p_np, p_t = b_np.get_params(), b_t.get_params()
     s_np, s_t = b_np.optimizer_state(), b_t.optimizer_state()
     if list(p_np) != list(p_t) or int(s_np["step"]) != int(s_t["step"]) != len(batches):
@@ -330,7 +393,7 @@ def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch:
         for name in dtypes:
             dtype = np.dtype(name)
             mc = {**cfg, "dtype": dtype}
-            eps = draw_eps(noise_stream(seed), batch, cfg["latent"], dtype)
+            eps = draw_eps(noise_stream(seed), batch, noise_width(mc), dtype)
             rows = gradient_rows(mc, batches[0], eps, seed=seed, device=device, params=params)
             out("")
             out(format_table(f"[{device}, {name}] forward outputs and gradients of the loss", rows))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 
 from .args import UsageError, folder_path, non_negative_int, positive_int, refuse_file_as_data_dir
 
@@ -34,8 +35,26 @@ def register(sub) -> None:
     p.add_argument("--no-save", action="store_true",
                    help="do not write evaluation.json (`vae report` shows it) and a row of evaluations.csv "
                         "(the history of evaluations) beside the checkpoint")
+    p.add_argument("--per-image", metavar="FILE", type=folder_path, default=None,
+                   help="also write each test image's estimate of log p(x) to FILE as CSV: index (in the test "
+                        "set), log_px (nats: -NLL_K of that image), k")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def check_per_image_path(text: str) -> Path:
+    """The --per-image FILE, refused in one line before any work if it cannot be written."""
+    path = Path(text)
+    if path.is_dir():
+        raise UsageError(f"--per-image {text}: that is a folder; give a file name, e.g. {path / 'per_image.csv'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"--per-image {text}: the folder {folder} does not exist; create it, or pick a file in an "
+                         f"existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--per-image {text}: the folder {folder} is not writable; pick a file in a folder you "
+                         f"can write")
+    return path
 
 
 TEST_SET_NOTES = {
@@ -65,7 +84,7 @@ def run(args) -> int:
     from ..training.checkpoint import CheckpointError
     from ..data import load_mnist
     from ..evaluation.iwae import (bernoulli_log_likelihood, gaussian_log_likelihood, importance_weighted_nll,
-                                   importance_weighted_nll_chain)
+                                   importance_weighted_nll_chain, write_per_image)
     from ..streams import binarize, heldout_binarize_stream
     from ..inputs import InputError
     from ..report import HISTORY_FILE, save_evaluation
@@ -76,6 +95,7 @@ def run(args) -> int:
     if args.backend == "numpy" and args.device != "cpu":
         raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
     refuse_file_as_data_dir(args.data_dir)
+    per_image = None if args.per_image is None else check_per_image_path(args.per_image)
     path = resolve_checkpoint(args.checkpoint)
     backend, config, meta = load_backend(path, backend=args.backend, device=args.device)
     if not hasattr(backend, "decode_logits"):
@@ -104,8 +124,9 @@ def run(args) -> int:
     try:
         with np.errstate(all="ignore"):       # overflow in a broken model: reported below in one line
             model = getattr(backend, "model", None)
-            if hasattr(model, "log_weights"):     # several stochastic layers: log w of the whole chain
-                est = importance_weighted_nll_chain(model.log_weights, model.noise_dim, model.dtype, test_x, k=args.k,
+            if hasattr(model, "noise_dim"):       # several stochastic layers: log w of the whole chain
+                log_weights = getattr(backend, "log_weights", None) or model.log_weights     # NumPy arrays
+                est = importance_weighted_nll_chain(log_weights, model.noise_dim, backend.dtype, test_x, k=args.k,
                                                     seed=args.seed, max_rows=args.max_rows,
                                                     progress=not args.no_progress)
             else:
@@ -118,6 +139,13 @@ def run(args) -> int:
     if not all(math.isfinite(v) for v in summary.values() if not isinstance(v, str)):
         raise CheckpointError(unusable)
     print(format_summary(summary))
+    if per_image is not None:
+        try:
+            write_per_image(per_image, est)
+        except OSError as e:
+            raise UsageError(f"--per-image {args.per_image}: could not write it ({e.strerror or e}); nothing was "
+                             f"written there") from None
+        print(f"wrote {per_image}: log p(x) of each of the {len(est.nll):,} test images (index, log_px, k)")
     if not args.no_save:
         record = {"checkpoint": path.name, "epoch": meta.get("epoch"), "backend": args.backend, "seed": args.seed,
                   "limit": args.limit, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}

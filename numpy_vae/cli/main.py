@@ -4,7 +4,7 @@
     vae sweep [--configs ...]    several configurations in a row, compared in one table and figure
     vae report RUN_DIR           diagnostic figures and report.html of a run
     vae evaluate CHECKPOINT      test negative ELBO and importance-weighted NLL
-    vae paper-table [DIR]        committed burda runs beside Burda et al. (2015)'s Table 1
+    vae paper-table [DIR]        committed burda/burda2 runs beside Burda et al.'s Table 1
     vae data fetch [--data-dir]  get MNIST, verified against the original MD5s
     vae serve RUN_DIR [--port N] a live page of a run in the browser: curves, pictures, "generate digit"
     vae parity, vae bench        from torch_vae and benchmarks (entry points)

@@ -7,11 +7,13 @@ from .args import UsageError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("paper-table", help="the paper's table: committed burda runs beside Burda et al. (2015)",
+    p = sub.add_parser("paper-table", help="the paper's table: committed burda and burda2 runs beside Burda et al. (2015)",
                        description="Read every run folder under RESULTS_DIR (its last.npz and the k = 5000 "
                                    "evaluations `vae evaluate` saved in its evaluations.csv) and print, as the "
                                    "markdown table of docs/results.md, each run's latest importance-weighted NLL beside "
-                                   "Burda et al. (2015)'s Table 1, with epochs trained and wall time; "
+                                   "Burda et al. (2015)'s Table 1 (1 and 2 stochastic layers; the rows this "
+                                   "project reproduces are listed even without a run), with epochs trained and "
+                                   "wall time; "
                                    "with --figure, also draw how each run approached its row.")
     p.add_argument("results_dir", metavar="RESULTS_DIR", nargs="?", default="docs/results",
                    help="folder of run folders (default: docs/results)")

@@ -22,9 +22,12 @@ log-sum-exp, so no (K, 784) array ever exists for large K.
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -138,6 +141,27 @@ class Estimate:
         return {"k": self.k, "images": int(len(self.nll)), "seconds": self.seconds,
                 "iwae_nll": nll, "iwae_nll_se": nll_se, "neg_elbo": elbo, "neg_elbo_se": elbo_se,
                 "gap": gap, "gap_se": gap_se}
+
+
+PER_IMAGE_FIELDS = ("index", "log_px", "k")
+
+
+def per_image_csv(estimate: Estimate, first_index: int = 0) -> str:
+    """Each image's estimate as CSV text: ``index`` (its place in the test set), ``log_px`` = -NLL_K(x), the
+    importance-weighted estimate of log p(x) in nats (a lower bound in expectation), and ``k``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(PER_IMAGE_FIELDS)
+    writer.writerows((first_index + i, repr(float(-v)), estimate.k) for i, v in enumerate(estimate.nll))
+    return buf.getvalue()
+
+
+def write_per_image(path, estimate: Estimate, first_index: int = 0) -> None:
+    """Write :func:`per_image_csv` to ``path`` through a temporary file renamed into place: a reader never sees a
+    half-written file, and an interrupted write leaves the old one (if any).  OSError if it cannot be written."""
+    from ..training.checkpoint import atomic_write
+    text = per_image_csv(estimate, first_index).encode()
+    atomic_write(Path(path), lambda f: f.write(text))
 
 
 def importance_weighted_nll(encode, decode_logits, x: np.ndarray, k: int = 5000, seed: int = 0,

@@ -1,11 +1,14 @@
-"""The paper's table: committed runs of the ``burda`` preset beside Burda et al. (2015)'s figures.
+"""The paper's table: committed runs of the ``burda`` and ``burda2`` presets beside Burda et al. (2015)'s figures.
 
-Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders", Table 1, MNIST, one stochastic
-layer: the test negative log-likelihood, estimated with k = 5000 importance samples, of 784-200-200-50
-tanh models trained for 3,280 epochs.  ``read_results`` reads every run folder under a results folder
-(its last.npz: config, epoch, per-epoch metrics; its evaluations.csv: the k = 5000 estimates saved by
-`vae evaluate` as the run went on); ``markdown`` prints the table docs/results.md shows and ``plot_progress``
-draws how each run approached its row.  `vae paper-table` runs all three.
+Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders", Table 1, MNIST: the test negative
+log-likelihood, estimated with k = 5000 importance samples, of models trained for 3,280 epochs with one
+stochastic layer (784-200-200-50 tanh, the ``burda`` preset) or two (h1 of 100, h2 of 50, the ``burda2``
+preset).  ``read_results`` reads every run folder under a results folder (its last.npz: config, epoch,
+per-epoch metrics; its evaluations.csv: the k = 5000 estimates saved by `vae evaluate` as the run went on);
+``markdown`` prints the table docs/results.md shows, the rows this project reproduces (:data:`REPRODUCED`) always
+there, those without a committed run saying so, and ``plot_progress`` draws how each run approached its row.
+`vae paper-table` runs all three.  An estimate on a prefix of the test set is labelled as such and never
+compared with the paper.
 """
 from __future__ import annotations
 
@@ -17,13 +20,21 @@ from ..training.checkpoint import CheckpointError, load_checkpoint
 from .evaluations import read_history
 from .figures import _pyplot, _save
 
-#: (objective, samples K trained with) -> (row label, the paper's test NLL in nats at k = 5000)
+#: (stochastic layers, objective, samples K trained with) -> (row label, the paper's test NLL in nats at k = 5000)
 PAPER_ROWS = {
-    ("elbo", 1): ("VAE, trained with k = 1", 86.76),
-    ("iwae", 1): ("IWAE, trained with k = 1 (the VAE)", 86.76),
-    ("iwae", 5): ("IWAE, trained with k = 5", 85.54),
-    ("iwae", 50): ("IWAE, trained with k = 50", 84.78),
+    (1, "elbo", 1): ("1 stochastic layer, VAE, trained with k = 1", 86.76),
+    (1, "iwae", 1): ("1 stochastic layer, IWAE, trained with k = 1 (the VAE)", 86.76),
+    (1, "iwae", 5): ("1 stochastic layer, IWAE, trained with k = 5", 85.54),
+    (1, "iwae", 50): ("1 stochastic layer, IWAE, trained with k = 50", 84.78),
+    (2, "elbo", 1): ("2 stochastic layers, VAE, trained with k = 1", 85.33),
+    (2, "iwae", 1): ("2 stochastic layers, IWAE, trained with k = 1 (the VAE)", 85.33),
+    (2, "iwae", 5): ("2 stochastic layers, IWAE, trained with k = 5", 83.89),
+    (2, "iwae", 50): ("2 stochastic layers, IWAE, trained with k = 50", 82.90),
 }
+#: the rows this project reproduces (issue 25): in the table whether or not a run of them is committed
+REPRODUCED = [(1, "elbo", 1), (1, "iwae", 5), (2, "elbo", 1), (2, "iwae", 5)]
+#: the preset of the paper's model with that many stochastic layers
+PAPER_PRESETS = {1: "burda", 2: "burda2"}
 PAPER_K = 5000
 PAPER_EPOCHS = PRESETS["burda"]["epochs"]
 TEST_IMAGES = 10_000
@@ -33,8 +44,8 @@ BAR_NATS = 1.0
 
 @dataclass
 class ResultRow:
-    """One run folder, read for the table."""
-    name: str
+    """One run folder, read for the table; ``name`` None: a reproduced row with no committed run."""
+    name: str | None
     label: str
     paper: float | None             # the paper's figure, None where the run is not the paper's setup
     epoch: int                      # epochs trained
@@ -42,16 +53,24 @@ class ResultRow:
     hours: float                    # wall time of the epochs trained, from metrics
     curve: list[tuple[int, float]]  # (epoch, test negative ELBO)
     history: list[dict] = field(default_factory=list)   # evaluations.csv rows at k = PAPER_K, oldest first
+    key: tuple | None = None        # its PAPER_ROWS key (layers, objective, K), None where not the paper's setup
 
     @property
     def latest(self) -> dict | None:
         return self.history[-1] if self.history else None
 
 
+def stochastic_layers(config: dict) -> int:
+    """1, or 2 for the ``burda2`` architecture (Burda et al.'s two-stochastic-layer model)."""
+    return 2 if config.get("arch") == "burda2" else 1
+
+
 def is_paper_setup(config: dict) -> bool:
-    """The run trains the ``burda`` preset's model on its data with its schedule (any objective)."""
-    return all((tuple(config.get(k) or ()) if k == "hidden" else config.get(k)) == v
-               for k, v in PRESETS["burda"].items())
+    """The run trains the paper's model of its number of stochastic layers (the ``burda`` or ``burda2`` preset's
+    architecture) on its data (all of the training set) with its schedule (any objective)."""
+    preset = PRESETS[PAPER_PRESETS[stochastic_layers(config)]]
+    return not config.get("train_limit") and all((tuple(config.get(k) or ()) if k == "hidden" else config.get(k, "mlp" if k == "arch" else None)) == v
+               for k, v in preset.items())
 
 
 def read_run(folder: Path) -> ResultRow:
@@ -63,15 +82,17 @@ def read_run(folder: Path) -> ResultRow:
         raise CheckpointError(f"{folder / 'last.npz'}: no config, epoch and metrics in it; pass a run folder "
                               f"written by `vae train`")
     samples = config.get("samples", 1) if config.get("objective") == "iwae" else 1
-    key = (config.get("objective", "elbo"), samples)
-    label, paper = PAPER_ROWS.get(key, (f"{key[0]}, trained with k = {samples}", None))
+    layers = stochastic_layers(config)
+    key = (layers, config.get("objective", "elbo"), samples)
+    what = "1 stochastic layer" if layers == 1 else f"{layers} stochastic layers"
+    label, paper = PAPER_ROWS.get(key, (f"{what}, {key[1]}, trained with k = {samples}", None))
     if not is_paper_setup(config):
-        paper = None
+        paper, key = None, None
         label += " (not the paper's setup)"
     history = [r for r in read_history(folder) if r["k"] == PAPER_K]
     return ResultRow(name=folder.name, label=label, paper=paper, epoch=int(meta["epoch"]),
                      epochs=int(config.get("epochs", 0)), hours=sum(float(r["seconds"]) for r in metrics) / 3600,
-                     curve=[(int(r["epoch"]), float(r["test_loss"])) for r in metrics], history=history)
+                     curve=[(int(r["epoch"]), float(r["test_loss"])) for r in metrics], history=history, key=key)
 
 
 def read_results(results_dir: Path) -> list[ResultRow]:
@@ -85,11 +106,29 @@ def read_results(results_dir: Path) -> list[ResultRow]:
     if not folders:
         raise CheckpointError(f"{results_dir} holds no run folder (a subfolder with last.npz); pass the folder "
                               f"holding the run folders (docs/results)")
-    return sorted((read_run(f) for f in folders), key=lambda r: (r.paper is None, -(r.paper or 0), r.name))
+    return sorted((read_run(f) for f in folders), key=_order)
+
+
+def _order(row: ResultRow) -> tuple:
+    """The paper's rows first, by layers then as the paper lists them (VAE, then IWAE by k), then the rest by name."""
+    if row.key is None:
+        return (1, 0, 0, row.name or "")
+    return (0, row.key[0], -row.paper, row.name or "")
+
+
+def with_missing(rows: list[ResultRow]) -> list[ResultRow]:
+    """``rows`` and, for each row this project reproduces (:data:`REPRODUCED`) that no run in ``rows`` holds, a
+    row without a run (``name`` None), in the table's order."""
+    have = {r.key for r in rows}
+    missing = [ResultRow(name=None, label=PAPER_ROWS[key][0], paper=PAPER_ROWS[key][1], epoch=0,
+                         epochs=PAPER_EPOCHS, hours=0.0, curve=[], key=key) for key in REPRODUCED if key not in have]
+    return sorted(rows + missing, key=_order)
 
 
 def _estimate(row: ResultRow) -> str:
     latest = row.latest
+    if row.name is None:
+        return "no committed run"
     if latest is None:
         return f"not evaluated at k = {PAPER_K} (`vae evaluate {row.name} --limit N`)"
     whole = latest["images"] == TEST_IMAGES
@@ -102,17 +141,22 @@ def _verdict(row: ResultRow) -> str:
     latest = row.latest
     if row.paper is None or latest is None:
         return "—"
+    if latest["images"] != TEST_IMAGES:         # a prefix of the test set is never compared with the paper
+        return "— (a prefix of the test set)"
     gap = latest["iwae_nll"] - row.paper
     return f"{gap:+.2f} ({'within' if gap <= BAR_NATS else 'not yet within'} {BAR_NATS:g} nat)"
 
 
 def markdown(rows: list[ResultRow]) -> str:
-    """docs/results.md's table: ours beside the paper's, one line per run."""
+    """docs/results.md's table: ours beside the paper's, one line per run, and one per reproduced row without a run."""
     lines = [f"| run | model | paper: test NLL, k = {PAPER_K} | ours: IW-NLL, k = {PAPER_K}, ± standard error | "
              f"ours - paper | epochs trained | wall time |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
+    for r in with_missing(rows):
         paper = f"{r.paper:.2f}" if r.paper is not None else "—"
+        if r.name is None:
+            lines.append(f"| — | {r.label} | {paper} | {_estimate(r)} | — | — | — |")
+            continue
         lines.append(f"| `{r.name}` | {r.label} | {paper} | {_estimate(r)} | {_verdict(r)} | "
                      f"{r.epoch:,} of {r.epochs:,} | {r.hours:.1f} h |")
     return "\n".join(lines) + "\n"
@@ -128,8 +172,11 @@ def plot_progress(path: Path, rows: list[ResultRow]) -> Path:
         end += 3 ** i
         i += 1
         ax.axvline(end, color="0.85", lw=0.8, zorder=0)
-    for n, r in enumerate(rows):
+    for n, r in enumerate(with_missing(rows)):
         colour = f"C{n}"
+        if r.name is None:                                          # the paper's figure only
+            ax.axhline(r.paper, ls=":", color=colour, lw=1.2, label=f"paper, {r.label}: {r.paper:.2f} (no run)")
+            continue
         epochs, losses = zip(*r.curve) if r.curve else ((), ())
         ax.plot(epochs, losses, "-", color=colour, lw=1, alpha=0.55, label=f"{r.name}: test negative ELBO")
         for images in sorted({h["images"] for h in r.history}):   # open markers: a prefix of the test set
@@ -143,7 +190,7 @@ def plot_progress(path: Path, rows: list[ResultRow]) -> Path:
             ax.axhline(r.paper, ls="--", color=colour, lw=1.2, label=f"paper, {r.label}: {r.paper:.2f}")
     ax.set_xscale("log")
     ax.set_xlim(1, PAPER_EPOCHS * 1.2)                              # room for a point at the last epoch
-    finite = [v for r in rows for _, v in r.curve] + [r.paper for r in rows if r.paper is not None]
+    finite = [v for r in rows for _, v in r.curve] + [r.paper for r in with_missing(rows) if r.paper is not None]
     if finite:
         low = min(finite) - 1.5
         ax.set_ylim(low, min(max(finite), low + 20))
