@@ -1,15 +1,10 @@
-"""Benchmarks of issues 4 and 15: NumPy against PyTorch on CPU and CUDA, interleaved, against the matmul rate.
+"""Benchmarks: NumPy against PyTorch on CPU and CUDA, interleaved, against the machine's own rates.
 
-    vae bench [--quick] [--epoch] ...      or      python -m benchmarks ...
-    vae bench --peers-only [--device cuda]  the headline: NumPy's train_step against the best torch (peers.py)
-    vae bench --load-test                   threads under load: a busy core, 1 vs 2 threads (load.py)
-    bash benchmarks/gpu_check.sh OUT_DIR    everything CUDA, offline, in 8 minutes (parity tests, benchmark)
+    vae bench [--quick] [--peers | --conv | --load] [--cuda] [--epoch]     or     python -m benchmarks ...
+    bash benchmarks/gpu_check.sh OUT_DIR      everything CUDA, offline, in 8 minutes (parity tests, benchmark)
+    python -m benchmarks.serve_load           the `vae serve` load test
 
-One module per idea: flops (the FLOP formula), machine (what it ran on),
-steps (the measured closures), timing (interleaved timing), matmul_peak (the
-machine's rate), memory (peak memory per point), epoch (end-to-end epoch
-against the PyTorch example), breakdown (where one step's time goes), runner
-(the run and its analysis), report (JSON, Markdown, figures), cli (the options), peers (the
-headline against torch's best: default, foreach and fused Adam, torch.compile), adam_alone (the
-NumPy Adam before issue 15, for the optimizer-alone rows), load (threads under load).
+timing (torch.utils.benchmark Timers, interleaved rounds, paired ratios, peak memory), flops (the
+FLOP count and the floor), steps (what is timed), runner (the run and its analysis), report (tables
+and figures), machine (what it ran on), epoch (an epoch against the PyTorch example), cli (the options).
 """

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 
+from numpy_vae import specs
 from numpy_vae.specs import INPUT_DIM, parameter_shapes
 
 K_ADAM = 13
@@ -77,6 +78,50 @@ def step_flops(mode: str, batch: int, hidden=(512, 256), latent=20, input_dim=IN
         return (forward_flops(batch, hidden, latent, input_dim) + backward_flops(batch, hidden, latent, input_dim)
                 + adam_flops(hidden, latent, input_dim))
     raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
+
+
+def layer_flops(spec: specs.VAESpec, batch: int) -> list[tuple[str, str, int]]:
+    """(name, description, forward FLOPs) of every layer with parameters of any spec (the conv VAE's too):
+    Linear 2 B n_in n_out; Conv2d 2 B C_out H_out W_out C_in kH kW; ConvTranspose2d 2 B C_in H_in W_in C_out kH kW
+    (every input pixel meets every kernel tap); the heads as one Linear."""
+    out, shape = [], spec.input_shape
+    for prefix, layers in (("encoder", spec.encoder), ("decoder", spec.decoder)):
+        if prefix == "decoder":
+            head = spec.head[0]
+            out.append(("heads", f"Linear({head.in_features}, 2x{head.out_features})",
+                        2 * batch * head.in_features * 2 * head.out_features))
+            shape = (spec.latent,)
+        for i, layer in enumerate(layers):
+            new = layer.output_shape(shape)
+            if isinstance(layer, specs.Linear):
+                out.append((f"{prefix}.{i}", repr(layer), 2 * batch * layer.in_features * layer.out_features))
+            elif isinstance(layer, specs.Conv2d):
+                out.append((f"{prefix}.{i}", f"Conv2d {shape} -> {new}",
+                            2 * batch * math.prod(new) * layer.in_channels * math.prod(layer.kernel_size)))
+            elif isinstance(layer, specs.ConvTranspose2d):
+                out.append((f"{prefix}.{i}", f"ConvTranspose2d {shape} -> {new}",
+                            2 * batch * math.prod(shape) * layer.out_channels * math.prod(layer.kernel_size)))
+            shape = new
+    return out
+
+
+def spec_step_flops(spec: specs.VAESpec, mode: str, batch: int) -> int:
+    """``step_flops`` for any spec: forward, backward (2 F less the first layer's input gradient), Adam."""
+    layers = layer_flops(spec, batch)
+    forward = sum(f for _, _, f in layers)
+    return forward if mode == "infer" else forward + (2 * forward - layers[0][2]) + K_ADAM * spec.num_params
+
+
+def floor_seconds(flops: int, params: int, itemsize: int, matmul_gflops: float | None,
+                  pass_gbytes: float | None, mode: str = "train") -> float | None:
+    """The step's floor: its FLOPs at the machine's matmul rate, plus (training) one memory pass over
+    parameters, gradients and both moments (4 P elements read and written) at the measured pass rate."""
+    if not matmul_gflops:
+        return None
+    seconds = flops / (matmul_gflops * 1e9)
+    if mode == "train" and pass_gbytes:
+        seconds += 2 * 4 * params * itemsize / (pass_gbytes * 1e9)
+    return seconds
 
 
 def breakdown(batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> dict:

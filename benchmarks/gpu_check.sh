@@ -13,8 +13,8 @@
 #      it the benchmark uses synthetic images and the training smoke run is skipped;
 #   4. runs the CUDA parity tests (parity_tests/test_cuda_parity.py and every parity test
 #      with "cuda" in its name);
-#   5. runs the CUDA benchmark: `python -m benchmarks --peers-only --device cuda` (NumPy's
-#      train_step on the CPU against the torch peers on the GPU; torch.compile at batch 128);
+#   5. runs the CUDA benchmark: `python -m benchmarks --peers --cuda` (NumPy's train_step on the
+#      CPU against the torch contestants on the GPU; torch.compile at batch 128);
 #   6. with MNIST: one short epoch of `vae train --backend torch --device cuda`.
 # Each stage is bounded by `timeout`, out of one 8-minute budget (GPU_CHECK_BUDGET_S).
 #
@@ -54,11 +54,11 @@ fail_now() {   # code, message: one line, on stderr and in the summary
 
 DRY=${GPU_CHECK_DRY_RUN:-0}
 DEVICE=cuda
-BENCH_SIZES=(--repeats 7 --min-time 0.1 --settle 0.05 --compile-batches 128 --compile-timeout 120)
+BENCH_SIZES=(--quick --repeats 7 --min-time 0.1)
 TRAIN_SIZES=(--epochs 1 --train-limit 4096)
 if [ "$DRY" = 1 ]; then
     DEVICE=cpu
-    BENCH_SIZES=(--hidden 32,16 --latent 4 --peer-batches 1,8 --repeats 2 --min-time 0.01 --settle 0 --no-compile)
+    BENCH_SIZES=(--quick --hidden 32,16 --batches 1,8 --repeats 2 --min-time 0.01)
     TRAIN_SIZES=(--epochs 1 --train-limit 512 --hidden 32,16 --latent 4)
     record "DRY RUN (GPU_CHECK_DRY_RUN=1): every stage on the CPU, tiny sizes; nothing here was measured on a GPU"
 fi
@@ -193,7 +193,9 @@ if [ -f "$OUT/parity.xml" ]; then
 fi
 
 # 5. the CUDA benchmark
-stage "cuda benchmark" 260 "$PYTHON" -m benchmarks --peers-only --device "$DEVICE" "${BENCH_SIZES[@]}" \
+CUDA_FLAG=--cuda
+[ "$DRY" = 1 ] && CUDA_FLAG=""
+stage "cuda benchmark" 260 "$PYTHON" -m benchmarks --peers $CUDA_FLAG "${BENCH_SIZES[@]}" \
     --no-progress --out "$OUT" ${DATA:+--data-dir "$DATA"}
 [ -f "$OUT/peers.md" ] && sed -n '/^| batch/,/^$/p' "$OUT/peers.md" >> "$SUMMARY"
 

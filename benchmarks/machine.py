@@ -6,6 +6,8 @@ import platform
 import sys
 import time
 
+from numpy_vae.config import ConfigError
+
 
 def _cpuinfo() -> dict:
     """CPU model and physical core count from /proc/cpuinfo (Linux); platform.processor() elsewhere."""
@@ -37,32 +39,24 @@ def _cpuinfo() -> dict:
             "physical_cores": len(cores) or None, "simd": simd}
 
 
-def _mem_total_gb() -> float | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return None
-
-
 def blas_info() -> list[dict]:
-    """The BLAS/OpenMP libraries loaded in this process and their thread counts (threadpoolctl),
-    or numpy.show_config's description when threadpoolctl is missing."""
-    try:
-        from threadpoolctl import threadpool_info
-        return [{k: v for k, v in lib.items() if k in ("user_api", "internal_api", "prefix", "version",
-                                                        "num_threads", "threading_layer", "architecture")}
-                for lib in threadpool_info()]
-    except ImportError:
-        import numpy as np
-        try:
-            cfg = np.show_config(mode="dicts")
-            return [{"source": "numpy.show_config", **cfg.get("Build Dependencies", {}).get("blas", {})}]
-        except TypeError:                       # numpy < 1.25 has no mode=
-            return [{"source": "numpy.show_config", "note": "see numpy.show_config()"}]
+    """The BLAS/OpenMP libraries loaded in this process and their thread counts (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+    return [{k: v for k, v in lib.items() if k in ("user_api", "internal_api", "prefix", "version",
+                                                    "num_threads", "threading_layer", "architecture")}
+            for lib in threadpool_info()]
+
+
+class CudaUnavailable(ConfigError):
+    """--cuda on a machine where torch sees no GPU (a ConfigError: `vae` prints one line, exit 1)."""
+
+
+def check_cuda() -> None:
+    """Fail fast, in one line, where torch sees no GPU."""
+    import torch
+    if not torch.cuda.is_available():
+        raise CudaUnavailable(f"--cuda: CUDA is not available on this machine (torch {torch.__version__}, "
+                              f"built for CUDA {torch.version.cuda or 'none'}: torch.cuda.is_available() is False)")
 
 
 def describe(torch_needed: bool = True) -> dict:
@@ -73,7 +67,6 @@ def describe(torch_needed: bool = True) -> dict:
     info = {**_cpuinfo(),
             "logical_cpus": os.cpu_count(),
             "usable_cpus": available_cores(),
-            "memory_gb": _mem_total_gb(),
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "os": platform.platform(), "python": sys.version.split()[0], "numpy": np.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}

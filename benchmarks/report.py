@@ -1,14 +1,9 @@
-"""The benchmark's outputs: bench.json (everything), bench.md (tables), and three figures.
+"""The outputs: NAME.json (everything), NAME.md (the tables) and, for the full run, four figures.
 
-    time_per_sample.png   ms per sample against batch size, log-log, one line per backend;
-                          training and inference panels; the grey line is the time the
-                          counted FLOPs would take at the machine's measured matmul rate
-    memory.png            peak memory per backend against batch size (training and inference)
-    scaling.png           training step time against hidden width (at the scaling batch) and
-                          against batch size, with the a + b*B fit and the overhead-bound knee
-    breakdown.png         where one training step's time goes, per backend: forward, backward and
-                          optimizer as stacked bars, NumPy's forward + backward split into the
-                          matmuls alone and everything else (written when the breakdown ran)
+NAME is the preset's: bench (the full run), peers, conv or load.  Figures of the full run:
+time_per_step.png (ms per step against batch, per contestant, the floor dashed), memory.png (peak
+memory of one step), scaling.png (step time against hidden width, and against batch with the
+a + b*B fit), breakdown.png (forward, backward, optimizer per contestant; matmuls alone beside).
 """
 from __future__ import annotations
 
@@ -16,440 +11,331 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
+from .runner import KNEE_FALL
 
-from .constants import DEFAULT_BACKENDS, KNEE_FALL, MODES
-
-COLORS = {"numpy-f32": "#1f77b4", "numpy-f64": "#17becf", "torch-cpu-f32": "#d62728", "torch-cuda-f32": "#2ca02c"}
-MODE_TITLES = {"train": "Training step (forward, backward, Adam)", "infer": "Inference (encode + decode)"}
+NAMES = {"full": "bench", "peers": "peers", "conv": "conv", "load": "load"}
+MODE_TITLES = {"train": "Training step (train_step: checks, forward, backward, Adam)",
+               "infer": "Inference (encode + decode)"}
 
 
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple, set)):
-        return [_jsonable(v) for v in (sorted(x) if isinstance(x, set) else x)]
-    if hasattr(x, "item") and callable(x.item):       # NumPy scalars
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):
         return x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+    return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
-def write_all(results: dict, out: Path) -> dict:
-    out = Path(out)
-    files = {"json": out / "bench.json", "markdown": out / "bench.md", "time_per_sample": out / "time_per_sample.png",
-             "memory": out / "memory.png", "scaling": out / "scaling.png"}
-    plot_time_per_sample(results, files["time_per_sample"])
-    plot_memory(results, files["memory"])
-    plot_scaling(results, files["scaling"])
-    if results.get("breakdown", {}).get("rows"):
-        files["breakdown"] = out / "breakdown.png"
-        plot_breakdown(results, files["breakdown"])
-    results["files"] = {k: str(v) for k, v in files.items()}
-    files["markdown"].write_text(markdown(results))
-    files["json"].write_text(to_json(results))
-    return results["files"]
-
-
-def to_json(results: dict) -> str:
-    return json.dumps(_jsonable(results), indent=1) + "\n"
-
-
-# ------------------------------------------------------------------ markdown
-def _fmt(x, spec=".3g", none="—"):
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return none
-    return format(x, spec)
-
-
-def _num(x):
-    """Numbers readable at any scale: 0.0123, 1.23, 123, 12,345."""
+def num(x, spec: str = ".3g") -> str:
+    """Readable at any scale: 0.0123, 1.23, 123, 12,345; — for None."""
     if x is None:
         return "—"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    return f"{x:.3g}"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.0f}" if abs(x) >= 100 else format(x, spec)
 
 
-def _backend_order(name: str) -> int:
-    return DEFAULT_BACKENDS.index(name) if name in DEFAULT_BACKENDS else len(DEFAULT_BACKENDS)
+def _ratio(r: dict | None) -> str:
+    return "—" if not r else f"{r['median']:.2f} ({r['q1']:.2f}–{r['q3']:.2f})"
 
 
-def table(results: dict, mode: str, arch: str) -> str:
-    """The Markdown table of one mode for one architecture, skipped backends included."""
-    rows = [r for r in results["points"] if r["mode"] == mode and r["arch"] == arch and "grid" in r["roles"]
-            and r.get("count")]
-    rows.sort(key=lambda r: (_backend_order(r["backend"]), r["batch"]))
-    lines = ["| backend | batch | ms/step (median) | IQR (% of median) | samples/s | GFLOP/s | % of matmul peak "
-             "| time ÷ numpy-f32 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['backend']} | {r['batch']} | {_num(r['ms_per_step'])} | {_fmt(r['iqr_pct'], '.0f')}% "
-                     f"| {_num(r['samples_per_s'])} | {_num(r['gflops'])} | {_fmt(r['pct_of_matmul_peak'], '.0f')}% "
-                     f"| {_fmt(r['time_ratio_to_numpy_f32'], '.2f')} |")
-    for backend, reason in results.get("skipped_backends", {}).items():
-        lines.append(f"| {backend} | — | skipped: {reason} | | | | | |")
+def _grid(results: dict, mode: str = "train") -> list[dict]:
+    return [r for r in results["points"] if r["mode"] == mode and r["role"] == "grid"]
+
+
+def headline_table(results: dict) -> str:
+    """Per batch: every contestant's training step (ms ± IQR %), and the best torch ÷ NumPy, paired."""
+    rows = {(r["backend"], r["batch"]): r for r in _grid(results)}
+    names = list(dict.fromkeys(r["backend"] for r in _grid(results)))
+    adam = {r["backend"]: r["adam"] for r in _grid(results) if r.get("adam")}
+    head = [f"{n} ({adam[n]} Adam)" if n in adam else n for n in names]
+    lines = ["| batch | " + " | ".join(head) + " | best torch ÷ NumPy (IQR) |", "|---:|" + "---:|" * (len(names) + 1)]
+    for h in results["headline"]:
+        cells = []
+        for n in names:
+            r = rows.get((n, h["batch"]))
+            cells.append("—" if r is None else f"not timed: {r['failed']}" if "failed" in r
+                         else f"{num(r['ms'])} ms ± {r['iqr_pct']:.0f}%")
+        lines.append(f"| {h['batch']} | " + " | ".join(cells) + f" | **{_ratio(h['best_torch_over_numpy'])}**, "
+                     f"{h['best']} |")
+    return "\n".join(lines)
+
+
+def target_lines(results: dict) -> list[str]:
+    return [f"- batch {h['batch']}: best torch ({h['best']}) ÷ NumPy = {_ratio(h['best_torch_over_numpy'])}; "
+            f"target ≥ {h['target']}: {'met' if h['met'] else 'not met'}" for h in results["headline"] if "target" in h]
+
+
+def point_table(results: dict, mode: str) -> str:
+    """Every contestant and batch: median, IQR, samples/s, GFLOP/s, % of the matmul rate, the floor, the ratio."""
+    lines = ["| backend | batch | ms/step (median) | IQR (% of median) | samples/s | GFLOP/s | % of matmul rate "
+             "| floor ms | % of floor | time ÷ numpy-f32 (IQR) |", "|---|---:|" + "---:|" * 8]
+    for r in _grid(results, mode):
+        if "failed" in r:
+            lines.append(f"| {r['backend']} | {r['batch']} | not timed: {r['failed']} |" + " |" * 7)
+            continue
+        pct = lambda x: "—" if x is None else f"{x:.0f}%"        # noqa: E731
+        lines.append(f"| {r['backend']} | {r['batch']} | {num(r['ms'])} | {pct(r['iqr_pct'])} "
+                     f"| {num(r['samples_per_s'])} | {num(r['gflops'])} | {pct(r['pct_of_matmul'])} "
+                     f"| {num(r['floor_ms'])} | {pct(r['pct_of_floor'])} | {_ratio(r['ratio_to_numpy']) if r['ratio_to_numpy'] else '1'} |")
     return "\n".join(lines)
 
 
 def bar_table(results: dict) -> str:
-    bar, lines = results.get("bar", {}), []
-    s = bar.get("train_b128_numpy_speedup_over_torch_cpu")
-    if s:
-        lines.append(f"| NumPy float32 training step vs torch CPU eager + torch.optim.Adam (torch time ÷ NumPy time) "
-                     f"| {s['median']:.2f}× (IQR {s['q1']:.2f}–{s['q3']:.2f}) | ≥ 1.2× | {'yes' if s['met'] else 'no'} |")
-    p = bar.get("train_b128_numpy_pct_of_matmul_peak")
-    if p:
-        lines.append(f"| NumPy float32 training step, % of the float32 matmul peak measured in the same run | {p['value']:.0f}% | ≥ 50% "
-                     f"| {'yes' if p['met'] else 'no'} |")
-    i = bar.get("infer_b1_numpy_speedup_over_torch_cpu")
-    if i:
-        lines.append(f"| Batch-1 inference: torch CPU time ÷ NumPy float32 time | {i['median']:.2f}× "
-                     f"(IQR {i['q1']:.2f}–{i['q3']:.2f}) | reported | |")
+    """The targets as numbers (the suite never asserts on them)."""
+    lines = [f"| NumPy training step at batch {h['batch']}: best torch ({h['best']}) time ÷ NumPy time "
+             f"| {_ratio(h['best_torch_over_numpy'])} | ≥ {h['target']} | {'yes' if h['met'] else 'no'} |"
+             for h in results["headline"] if "target" in h]
+    pts = {(r["backend"], r["mode"], r["batch"]): r for r in _grid(results) + _grid(results, "infer") if "ms" in r}
+    r = pts.get(("numpy-f32", "train", 128))
+    if r and r["pct_of_matmul"] is not None:
+        lines.append(f"| NumPy training step at batch 128, % of the float32 matmul rate | {r['pct_of_matmul']:.0f}% "
+                     f"| ≥ 50% | {'yes' if r['pct_of_matmul'] >= 50 else 'no'} |")
+    for name in ("torch-fused", "torch-default"):
+        r = pts.get((name, "infer", 1))
+        if r and r["ratio_to_numpy"]:
+            lines.append(f"| Batch-1 inference, {name} time ÷ NumPy time | {_ratio(r['ratio_to_numpy'])} | reported | |")
+            break
     e = results.get("epoch")
-    if e and "skipped" not in e:
-        lines.append(f"| One epoch (train + test): ours (784-512-256, NumPy) vs PyTorch example (784-400-20) "
-                     f"| {e['ours']['median_s']:.2f} s vs {e['example']['median_s']:.2f} s | ours < example "
+    if e:
+        lines.append(f"| One epoch (train + test): ours vs the PyTorch example VAE | skipped: {e['skipped']} | | |"
+                     if "skipped" in e else f"| One epoch (train + test): ours ({e['ours']['runs'][0]['params']:,} "
+                     f"params) vs the PyTorch example VAE ({e['example']['runs'][0]['params']:,}) | "
+                     f"{e['ours']['median_s']:.2f} s vs {e['example']['median_s']:.2f} s | ours faster "
                      f"| {'yes' if e['met'] else 'no'} |")
-    elif e:
-        lines.append(f"| One epoch, ours vs PyTorch example | skipped: {e['skipped']} | | |")
-    if not lines:
+    return "\n".join(["| measure | value | target | met |", "|---|---:|---:|:---:|", *lines]) if lines else ""
+
+
+def alone_table(results: dict) -> str:
+    rows = [r for r in results.get("alone", []) if r.get("count")]
+    if not rows:
         return ""
-    return "\n".join(["| measure (784-512-256, latent 20, batch 128, float32) | value | target | met |",
-                      "|---|---:|---:|:---:|", *lines])
+    return "\n".join([f"| optimizer alone ({rows[0]['params']:,} float32 parameters) | ms/step (median) | IQR |",
+                      "|---|---:|---:|", *(f"| {r['what']} | {num(r['median_s'] * 1e3)} | {r['iqr_pct']:.0f}% |"
+                                           for r in rows)])
 
 
 def breakdown_table(results: dict) -> str:
-    """Markdown: where one training step's time goes, per backend (empty without a breakdown)."""
     bd = results.get("breakdown")
-    if not bd or not bd.get("rows"):
+    if not bd:
         return ""
-    lines = [f"## Where the training step's time goes ({'-'.join(map(str, bd['hidden']))}, latent {bd['latent']}, "
-             f"batch {bd['batch']})\n",
-             "Each phase timed on its own, ms per step: the median over the repeats, and the repeat whose "
-             "whole step was fastest (a quiet moment of a shared machine) (benchmarks/breakdown.py). "
-             "*matmuls alone*: the step's matrix products replayed back to back with the same shapes and "
-             "weights, as a fourth phase of each timed step; *other*: forward + backward minus those "
-             "(bias, ReLU, loss, KL, checks, Python).\n",
-             "| backend | forward | backward | optimizer | sum | matmuls alone | matmul GFLOP/s (% of peak) | other |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(bd["rows"], key=lambda r: (_backend_order(r["backend"]), r["stat"] != "median")):
-        ms = r["ms"]
-        pct = f" ({r['matmul_pct_of_peak']:.0f}%)" if r.get("matmul_pct_of_peak") is not None else ""
-        name = r["backend"] if r["stat"] == "median" else f"{r['backend']}, fastest repeat"
-        lines.append(f"| {name} | {_num(ms['forward'])} | {_num(ms['backward'])} | {_num(ms['optimizer'])} "
-                     f"| {_num(r['step_ms'])} | {_fmt(ms.get('matmuls'), '.3g')} "
-                     f"| {_fmt(r.get('matmul_gflops'), '.3g')}{pct} | {_fmt(r.get('other_ms'), '.3g')} |")
+    lines = [f"Each phase of the step at batch {bd['batch']} timed on its own, ms per step: the median over the "
+             "repeats, and the repeat whose whole step was fastest. *matmuls alone*: the step's matrix products "
+             "replayed with the same shapes (numpy.matmul or torch.mm), the floor; *other*: forward + backward "
+             "minus those (bias, ReLU, loss, KL, checks, Python).\n",
+             "| backend | forward | backward | optimizer | sum | matmuls alone (the floor) | matmul GFLOP/s (% of rate) "
+             "| other |", "|---|" + "---:|" * 7]
+    for r in bd["rows"]:
+        ms, pct = r["ms"], f" ({r['matmul_pct']:.0f}%)" if r["matmul_pct"] is not None else ""
+        name = r["backend"] + (", fastest repeat" if r["stat"] == "fastest" else "")
+        lines.append(f"| {name} | {num(ms['forward'])} | {num(ms['backward'])} | {num(ms['optimizer'])} "
+                     f"| {num(r['step_ms'])} | {num(ms['matmuls'])} | {num(r['matmul_gflops'])}{pct} "
+                     f"| {num(r['other_ms'])} |")
     return "\n".join(lines)
 
 
-def _runs(side: dict) -> str:
-    return ", ".join(f"{r['seconds']:.2f}" for r in side["runs"])
+def memory_table(results: dict) -> str:
+    rows = results.get("memory")
+    if not rows:
+        return ""
+    return "\n".join(["Peak memory of one step beyond what was held before it, MB (NumPy: tracemalloc; torch on the "
+                      "CPU: the resident set's high-water mark; CUDA: torch.cuda.max_memory_allocated).\n",
+                      "| backend | batch | training | inference |", "|---|---:|---:|---:|",
+                      *(f"| {r['backend']} | {r['batch']} | {num(r.get('train_mb'))} | {num(r.get('infer_mb'))} |"
+                        for r in rows)])
 
 
-def markdown(results: dict) -> str:
-    m, cfg = results["machine"], results["config"]
-    la0, la1 = m.get("load_average_at_start"), m.get("load_average_at_end")
-    load = (f"1-min load average {la0[0]:.2f} at the start, {la1[0]:.2f} at the end"
-            if la0 and la1 else "load average unknown")
-    peaks = "; ".join(f"{name}: {_num(p['gflops'])} GFLOP/s ({p['n']}×{p['n']} {p['library']}.matmul, "
-                      f"IQR {_fmt(p.get('iqr_pct'), '.0f')}%)"
-                      for name, p in results["matmul_peak"].items() if p.get("gflops"))
-    parts = [f"# VAE benchmarks: NumPy vs PyTorch\n",
-             f"**Machine:** {results['label']}  ",
-             f"**Measured:** {m.get('date')}, {load}; {cfg['repeats']} interleaved repeats of ≈{cfg['target_s']} s "
-             f"per point; data: {results['data']}  ",
-             f"**Matrix-multiply rate, same run:** {peaks}\n"]
-    if results.get("skipped_backends"):
-        parts.append("**Skipped:** " + "; ".join(f"{b}: {r}" for b, r in results["skipped_backends"].items()) + "\n")
-    bt = bar_table(results)
-    if bt:
-        parts += ["## The bar\n", bt, ""]
-    for arch in cfg["archs"]:
-        for mode in MODES:
-            parts += [f"## {MODE_TITLES[mode]}: {arch}\n", table(results, mode, arch), ""]
-    bd = breakdown_table(results)
-    if bd:
-        parts += [bd, ""]
+def scaling_tables(results: dict) -> str:
+    parts = []
     if results.get("knees"):
-        parts += ["## Where each backend stops being overhead-bound\n",
-                  f"Knee: the first batch size from which doubling the batch cuts the time per sample by less than "
-                  f"{KNEE_FALL:.0%} (below it, fixed per-step cost dominates). Fit: ms/step = a + b·batch "
-                  f"(relative least squares); a/b is where the two costs are equal.\n",
-                  "| backend | arch | mode | knee batch | a: overhead ms/step | b: ms/sample | a/b |",
-                  "|---|---|---|---:|---:|---:|---:|"]
-        for k in results["knees"]:
-            parts.append(f"| {k['backend']} | {k['arch']} | {k['mode']} | {k['knee_batch'] or '> largest'} "
-                         f"| {_fmt(k.get('overhead_ms'))} | {_fmt(k.get('ms_per_sample'))} "
-                         f"| {_fmt(k.get('knee_batch_fit'))} |")
-        parts.append("")
-    if results.get("width_scaling"):
-        parts += [f"## Training step against hidden width (batch {cfg['scaling_batch']})\n",
-                  "| backend | hidden | ms/step | GFLOP/s | % of matmul peak |", "|---|---|---:|---:|---:|"]
-        for w in results["width_scaling"]:
-            parts.append(f"| {w['backend']} | {'-'.join(map(str, w['hidden']))} | {_num(w['ms_per_step'])} "
-                         f"| {_num(w['gflops'])} | {_fmt(w['pct_of_matmul_peak'], '.0f')}% |")
-        parts.append("")
-    if results.get("memory"):
-        parts += ["## Peak memory per point\n",
-                  "CPU: peak resident set minus the process's resident set after imports (fresh process per point); "
-                  "CUDA: torch.cuda.max_memory_allocated.\n",
-                  "| backend | batch | training MB | inference MB | baseline RSS MB |", "|---|---:|---:|---:|---:|"]
-        for r in sorted(results["memory"], key=lambda r: (_backend_order(r["backend"]), r["batch"])):
-            if "error" in r:
-                parts.append(f"| {r['backend']} | {r['batch']} | error: {r['error']} | | |")
-            else:
-                gpu = "cuda" in r["backend"]
-                parts.append(f"| {r['backend']} | {r['batch']} | {_fmt(r.get('train_mb'), '.1f')}{' (GPU)' if gpu else ''} "
-                             f"| {_fmt(r.get('infer_mb'), '.1f')}{' (GPU)' if gpu else ''} "
-                             f"| {'—' if gpu else _fmt(r.get('baseline_rss_mb'), '.0f')} |")
-        parts.append("")
-    e = results.get("epoch")
-    if e and "skipped" not in e:
-        parts += ["## One epoch end to end (training + test evaluation), CPU\n",
-                  "| model | params | epoch s (median) | runs |", "|---|---:|---:|---|",
-                  f"| PyTorch example VAE (784-400-20, DataLoader + ToTensor) | {e['example']['runs'][0]['params']:,} "
-                  f"| {e['example']['median_s']:.2f} | {_runs(e['example'])} |",
-                  f"| ours, `vae train` defaults (NumPy float32, 784-512-256-20) | {e['ours']['runs'][0]['params']:,} "
-                  f"| {e['ours']['median_s']:.2f} | {_runs(e['ours'])} |", ""]
-    parts += ["## FLOP count\n", f"`{results['flops_formula']}` (see benchmarks/flops.py). "
-              + "; ".join(f"{a}: {f['params']:,} parameters, {f['forward'] / 1e6:.3f} MFLOP forward and "
-                          f"{f['train_step'] / 1e6:.3f} MFLOP per training step at batch 1 (plus "
-                          f"{(f['forward'] + f['backward']) / 1e6:.3f} MFLOP per further sample)"
-                          for a, f in results["flops"].items()) + "\n",
-              "Figures: `time_per_sample.png`, `memory.png`, `scaling.png`.\n"]
+        parts += [f"Knee: the first batch from which doubling the batch cuts the time per sample by less than "
+                  f"{KNEE_FALL:.0%}. Fit: ms/step = a + b·batch (relative least squares); a/b is where the two "
+                  "costs are equal.\n", "| backend | mode | knee batch | a: overhead ms/step | b: ms/sample | a/b |",
+                  "|---|---|---:|---:|---:|---:|",
+                  *(f"| {k['backend']} | {k['mode']} | {k['knee_batch'] or '> largest'} | {num(k.get('overhead_ms'))} "
+                    f"| {num(k.get('ms_per_sample'))} | {num(k.get('knee_batch_fit'))} |" for k in results["knees"]), ""]
+    widths = [r for r in results["points"] if r["role"] == "width" and "ms" in r]
+    if widths:
+        parts += ["| backend | hidden | batch | ms/step | GFLOP/s | % of matmul rate |", "|---|---|---:|---:|---:|---:|",
+                  *(f"| {r['backend']} | {'-'.join(map(str, r['hidden']))} | {r['batch']} | {num(r['ms'])} "
+                    f"| {num(r['gflops'])} | {num(r['pct_of_matmul'], '.0f')}% |" for r in widths)]
     return "\n".join(parts)
 
 
-# ------------------------------------------------------------------- figures
-def _plt():
+def layer_table(results: dict) -> str:
+    if not results.get("layers"):
+        return ""
+    return "\n".join(["| layer (forward + backward alone) | NumPy ms | torch ms | NumPy ÷ torch |", "|---|---:|---:|---:|",
+                      *(f"| {r['layer']} | {num(r['numpy_ms'])} | {num(r['torch_ms'])} | "
+                        f"{r['numpy_ms'] / r['torch_ms']:.2f} |" for r in results["layers"])])
+
+
+def load_table(results: dict) -> str:
+    lines = ["| backend | batch | 1 thread, quiet | 1 thread, one core busy | 2 threads, quiet | 2 threads, one core "
+             "busy | busy: 2 threads ÷ 1 thread |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        v = [r[f"t{t}_{s}_ms"] for t in (1, 2) for s in ("quiet", "busy")]
+        ratio = f"{v[3] / v[1]:.2f}" if v[1] and v[3] else "—"
+        lines.append(f"| {r['backend']} | {r['batch']} | " + " | ".join(num(x) for x in v) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def rates_line(results: dict) -> str:
+    return "; ".join(f"{k}: {num(v.get('gflops'))} GFLOP/s ({v.get('n')}² matmul), one memory pass "
+                     f"{num(v.get('pass_gbytes'))} GB/s" for k, v in results["rates"].items())
+
+
+def markdown(results: dict) -> str:
+    cfg = results["config"]
+    if cfg["preset"] == "load":
+        return "\n".join([f"# Threads under load ({'-'.join(map(str, cfg['hidden']))}, latent {cfg['latent']}, "
+                          "float32; median ms per train_step)\n", f"**Machine:** {results['label']}\n",
+                          load_table(results), ""])
+    parts = [f"# Benchmark ({cfg['preset']}): NumPy against torch ({cfg['arch']}, "
+             f"{'-'.join(map(str, cfg['hidden'])) if cfg['arch'] == 'mlp' else 'fixed layers'}, latent "
+             f"{cfg['latent']}, {results['params']:,} parameters; torch on {cfg['device']})\n",
+             f"**Machine:** {results['label']}  ", f"**Measured:** {results['machine'].get('date')}; {cfg['repeats']} "
+             f"interleaved repeats of ≈{cfg['target_s']} s per point (torch.utils.benchmark.Timer, "
+             f"{cfg['threads_used']} threads); data: {results['data']}  ",
+             f"**Quiet-machine check:** {results['quiet']['verdict']}  ", f"**Rates, same run:** {rates_line(results)}\n",
+             "Cells: median ms per step ± IQR as % of the median. *best torch ÷ NumPy*: the fastest torch "
+             "contestant's time ÷ NumPy's, per repeat (paired), median and IQR: above 1, NumPy is faster. *floor*: "
+             "the step's counted FLOPs at the matmul rate plus one memory pass over parameters, gradients and moments.\n"]
+    if results["headline"]:
+        parts += ["## Training step: NumPy against the best torch\n", headline_table(results), "", *target_lines(results), ""]
+    for mode in cfg["modes"]:
+        parts += [f"## {MODE_TITLES[mode]}\n", point_table(results, mode), ""]
+    for title, text in (("The targets", bar_table(results)), ("The optimizer alone", alone_table(results)),
+                        ("Where the training step's time goes", breakdown_table(results)),
+                        ("Layers of the conv VAE", layer_table(results)), ("Peak memory", memory_table(results)),
+                        ("Scaling: overhead-bound knee, hidden width", scaling_tables(results))):
+        if text:
+            parts += [f"## {title}\n", text, ""]
+    parts += ["## torch.utils.benchmark.Compare of the same samples\n", "```", results.get("compare", ""), "```",
+              "", f"FLOPs: `{results['flops_formula']}` (benchmarks/flops.py).", ""]
+    return "\n".join(parts)
+
+
+def write(results: dict, out) -> list[str]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = NAMES[results["config"]["preset"]]
+    files = [out / f"{name}.md", out / f"{name}.json"]
+    if results["config"]["preset"] == "full":
+        for fig, plot in (("time_per_step", plot_time), ("memory", plot_memory), ("scaling", plot_scaling),
+                          ("breakdown", plot_breakdown)):
+            if plot(results, out / f"{fig}.png"):
+                files.append(out / f"{fig}.png")
+    files[0].write_text(markdown(results))
+    files[1].write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    return [str(f) for f in files]
+
+
+# ---------------------------------------------------------------------- figures
+def _figure(ncols: int):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    return plt
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 5.2), squeeze=False)
+    return plt, fig, axes[0]
 
 
-def _title(fig, what: str, results: dict) -> None:
-    lines, line = [], ""
-    for part in results["label"].split(", "):      # wrap between the label's parts, never inside one
-        if line and len(line) + len(part) > 120:
-            lines.append(line + ",")
-            line = part
-        else:
-            line = f"{line}, {part}" if line else part
-    label = "\n".join([*lines, line])
-    fig.suptitle(f"{what}\n{label}", fontsize=9.5)
+def _save(plt, fig, path, title: str, results: dict) -> bool:
+    fig.suptitle(f"{title}\n{results['label']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
-def _batch_axis(ax, batches) -> None:
+def _log2_batches(ax, batches) -> None:
     ax.set_xscale("log", base=2)
-    ax.set_xticks(batches)
-    ax.set_xticklabels([str(b) for b in batches], fontsize=8)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.grid(True, which="minor", axis="y", alpha=0.1)
-
-
-def _series(results: dict, backend: str, arch: str, mode: str, role: str = "grid") -> list[dict]:
-    rows = [r for r in results["points"] if r["backend"] == backend and r["arch"] == arch and r["mode"] == mode
-            and role in r["roles"] and r.get("count")]
-    return sorted(rows, key=lambda r: r["batch"] if role == "grid" else r["hidden"][0])
-
-
-def _backends(results: dict) -> list[str]:
-    return sorted(results["backends"], key=_backend_order)
-
-
-def _skipped_note(ax, results: dict) -> None:
-    skipped = results.get("skipped_backends")
-    if skipped:
-        ax.text(0.01, 0.01, "skipped: " + "; ".join(f"{b} ({r.split(' (')[0]})" for b, r in skipped.items()),
-                transform=ax.transAxes, fontsize=7, color="0.4", va="bottom")
-
-
-def plot_time_per_sample(results: dict, path: Path) -> None:
-    plt = _plt()
-    archs = list(results["config"]["archs"])
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
-    peak = results["matmul_peak"].get("numpy-f32", {}).get("gflops")
-    cuda_peak = results["matmul_peak"].get("torch-cuda-f32", {}).get("gflops")
-    knees = {(k["backend"], k["arch"], k["mode"]): k["knee_batch"] for k in results.get("knees", [])}
-    for ax, mode in zip(axes, MODES):
-        batches = set()
-        for a_i, arch in enumerate(archs):
-            for backend in _backends(results):
-                rows = _series(results, backend, arch, mode)
-                if not rows:
-                    continue
-                b = [r["batch"] for r in rows]
-                batches.update(b)
-                y = [r["ms_per_sample"] for r in rows]
-                err = [[(r["median_s"] - r["q1_s"]) * 1e3 / r["batch"] for r in rows],
-                       [(r["q3_s"] - r["median_s"]) * 1e3 / r["batch"] for r in rows]]
-                name = backend if len(archs) == 1 else f"{backend} {arch}"
-                ax.errorbar(b, y, yerr=err, marker="o", ms=4, lw=1.6, capsize=2, color=COLORS.get(backend),
-                            ls=["-", "--", ":"][a_i % 3], label=name)
-                knee = knees.get((backend, arch, mode))
-                if knee in b:
-                    ax.plot([knee], [y[b.index(knee)]], marker="o", ms=11, mfc="none", mew=1.5,
-                            color=COLORS.get(backend))
-            rows = _series(results, "numpy-f32", arch, mode) or _series(results, _backends(results)[0], arch, mode)
-            if peak and rows:
-                b = [r["batch"] for r in rows]
-                ax.plot(b, [r["flops"] / r["batch"] / (peak * 1e9) * 1e3 for r in rows], color="0.5", ls="--", lw=1,
-                        label=f"counted FLOPs at the CPU matmul rate ({peak:.0f} GFLOP/s)" if a_i == 0 else None)
-            if cuda_peak and rows:
-                b = [r["batch"] for r in rows]
-                ax.plot(b, [r["flops"] / r["batch"] / (cuda_peak * 1e9) * 1e3 for r in rows], color="0.5", ls=":",
-                        lw=1, label=f"same at the GPU matmul rate ({cuda_peak:.0f} GFLOP/s)" if a_i == 0 else None)
-        ax.set_yscale("log")
-        if batches:
-            _batch_axis(ax, sorted(batches))
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("milliseconds per sample")
-        ax.set_title(MODE_TITLES[mode] + f"\nopen circle: knee (from there, doubling the batch saves < {KNEE_FALL:.0%} "
-                     f"per sample)", fontsize=10)
-        ax.legend(fontsize=7.5)
-        _skipped_note(ax, results)
-    _title(fig, f"VAE {', '.join(archs)}: time per sample against batch size (median, IQR bars)", results)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_memory(results: dict, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8.5, 5.4))
-    mem = [r for r in results.get("memory", []) if "error" not in r]
-    batches = sorted({r["batch"] for r in mem})
-    for backend in _backends(results):
-        for arch in results["config"]["archs"]:
-            rows = sorted((r for r in mem if r["backend"] == backend and r["arch"] == arch), key=lambda r: r["batch"])
-            if not rows:
-                continue
-            base = rows[0].get("baseline_rss_mb")
-            cuda = backend.endswith("cuda-f32")
-            extra = " (GPU)" if cuda else (f", process baseline {base:.0f} MB" if base else "")
-            b = [r["batch"] for r in rows]
-            ax.plot(b, [r["train_mb"] for r in rows], marker="o", ms=4, color=COLORS.get(backend),
-                    label=f"{backend} training{extra}")
-            ax.plot(b, [r["infer_mb"] for r in rows], marker="s", ms=3, ls="--", color=COLORS.get(backend),
-                    label=f"{backend} inference")
     ax.set_yscale("log")
-    if batches:
-        _batch_axis(ax, batches)
+    ax.set_xticks(batches, [str(b) for b in batches], fontsize=8)
     ax.set_xlabel("batch size")
-    ax.set_ylabel("peak memory of the point, MB")
-    ax.set_title("CPU: peak RSS minus the RSS after imports (fresh process per point);  "
-                 "CUDA: torch.cuda.max_memory_allocated", fontsize=8.5)
-    if mem:
-        ax.legend(fontsize=7.5)
-    else:
-        ax.text(0.5, 0.5, "memory not measured", transform=ax.transAxes, ha="center")
-    _skipped_note(ax, results)
-    _title(fig, "VAE: peak memory against batch size (weights, gradients, Adam state, batch, activations)", results)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.grid(True, alpha=0.3)
 
 
-def plot_scaling(results: dict, path: Path) -> None:
-    plt = _plt()
-    fig, (ax_w, ax_b) = plt.subplots(1, 2, figsize=(13, 5.4))
-    cfg = results["config"]
-    peak = results["matmul_peak"].get("numpy-f32", {}).get("gflops")
-    arch = next(iter(cfg["archs"]))
-    widths = sorted({w["width"] for w in results.get("width_scaling", [])})
-    for backend in _backends(results):
-        rows = [w for w in results.get("width_scaling", []) if w["backend"] == backend and w["arch"] == arch]
+def plot_time(results: dict, path) -> bool:
+    plt, fig, axes = _figure(len(results["config"]["modes"]))
+    for ax, mode in zip(axes, results["config"]["modes"]):
+        rows = [r for r in _grid(results, mode) if "ms" in r]
+        for name in dict.fromkeys(r["backend"] for r in rows):
+            mine = [r for r in rows if r["backend"] == name]
+            b = [r["batch"] for r in mine]
+            line = ax.errorbar(b, [r["ms"] for r in mine], yerr=[[r["ms"] - r["q1_s"] * 1e3 for r in mine],
+                                                                 [r["q3_s"] * 1e3 - r["ms"] for r in mine]],
+                               marker="o", ms=4, capsize=2, label=name)
+            if mine[0]["floor_ms"] is not None:
+                ax.plot(b, [r["floor_ms"] for r in mine], ls="--", lw=1, color=line[0].get_color(),
+                        label=f"{name}: floor")
         if rows:
-            ax_w.plot([w["width"] for w in rows], [w["ms_per_step"] for w in rows], marker="o", ms=4,
-                      color=COLORS.get(backend), label=backend)
-    if peak and widths:
-        any_rows = [w for w in results["width_scaling"] if w["arch"] == arch]
-        by_width = {w["width"]: w["flops"] for w in any_rows}
-        ax_w.plot(widths, [by_width[w] / (peak * 1e9) * 1e3 for w in widths], color="0.5", ls="--", lw=1,
-                  label=f"counted FLOPs at the CPU matmul rate ({peak:.0f} GFLOP/s)")
-    if widths:
-        ax_w.set_xscale("log", base=2)
-        ax_w.set_xticks(widths)
-        ax_w.set_xticklabels([f"{w}-{round(w / 2)}" for w in widths], fontsize=8)
-        ax_w.legend(fontsize=7.5)
-    ax_w.set_yscale("log")
-    ax_w.grid(True, alpha=0.3)
-    ax_w.set_xlabel("hidden widths (encoder; the decoder mirrors them)")
-    ax_w.set_ylabel("ms per training step")
-    ax_w.set_title(f"Training step against hidden width, batch {cfg['scaling_batch']}", fontsize=10)
+            _log2_batches(ax, sorted({r["batch"] for r in rows}))
+        ax.set_ylabel("ms per step (median, IQR bars)")
+        ax.set_title(MODE_TITLES[mode], fontsize=10)
+        ax.legend(fontsize=7)
+    return _save(plt, fig, path, "Time per step against batch; dashed: the floor (FLOPs at the matmul rate + one "
+                 "memory pass)", results)
 
-    fits = {(k["backend"], k["mode"]): k for k in results.get("knees", []) if k["arch"] == arch}
-    batches = set()
-    for backend in _backends(results):
-        rows = _series(results, backend, arch, "train")
-        if not rows:
-            continue
-        b = [r["batch"] for r in rows]
-        batches.update(b)
-        ax_b.plot(b, [r["ms_per_step"] for r in rows], marker="o", ms=4, color=COLORS.get(backend), label=backend)
-        k = fits.get((backend, "train"), {})
+
+def plot_memory(results: dict, path) -> bool:
+    rows = results.get("memory") or []
+    if not rows:
+        return False
+    plt, fig, axes = _figure(1)
+    for name in dict.fromkeys(r["backend"] for r in rows):
+        for mode, ls in (("train", "-"), ("infer", ":")):
+            mine = [r for r in rows if r["backend"] == name and r.get(f"{mode}_mb")]
+            if mine:
+                axes[0].plot([r["batch"] for r in mine], [r[f"{mode}_mb"] for r in mine], ls=ls, marker="o", ms=4,
+                             label=f"{name}, {mode}")
+    _log2_batches(axes[0], sorted({r["batch"] for r in rows}))
+    axes[0].set_ylabel("MB")
+    axes[0].legend(fontsize=7)
+    return _save(plt, fig, path, "Peak memory of one step", results)
+
+
+def plot_scaling(results: dict, path) -> bool:
+    widths = [r for r in results["points"] if r["mode"] == "train" and "ms" in r and
+              r["batch"] == results["config"]["scaling_batch"]]
+    plt, fig, (ax_w, ax_b) = _figure(2)
+    fits = {k["backend"]: k for k in results["knees"] if k["mode"] == "train"}
+    for name in dict.fromkeys(r["backend"] for r in widths):
+        mine = sorted((r for r in widths if r["backend"] == name), key=lambda r: r["hidden"][0])
+        ax_w.plot([r["hidden"][0] for r in mine], [r["ms"] for r in mine], marker="o", ms=4, label=name)
+        grid = [r for r in _grid(results) if r["backend"] == name and "ms" in r]
+        line = ax_b.plot([r["batch"] for r in grid], [r["ms"] for r in grid], marker="o", ms=4, label=name)
+        k = fits.get(name, {})
         if k.get("overhead_ms") is not None:
-            dense = np.geomspace(b[0], b[-1], 200)
-            ax_b.plot(dense, k["overhead_ms"] + k["ms_per_sample"] * dense, ls=":", lw=1.2, color=COLORS.get(backend))
-        if k.get("knee_batch") in b:
-            y = rows[b.index(k["knee_batch"])]["ms_per_step"]
-            ax_b.plot([k["knee_batch"]], [y], marker="o", ms=11, mfc="none", mew=1.5, color=COLORS.get(backend))
-            ax_b.annotate(f"knee {k['knee_batch']}", (k["knee_batch"], y), textcoords="offset points",
-                          xytext=(-10, 10), fontsize=7.5, color=COLORS.get(backend), ha="right")
-    ax_b.set_yscale("log")
+            ax_b.plot([r["batch"] for r in grid], [k["overhead_ms"] + k["ms_per_sample"] * r["batch"] for r in grid],
+                      ls=":", color=line[0].get_color())
+        if k.get("knee_batch"):
+            ax_b.axvline(k["knee_batch"], color=line[0].get_color(), lw=0.8, alpha=0.5)
+    ax_w.set(xscale="log", yscale="log", xlabel="first hidden width", ylabel="ms per training step")
+    ax_w.set_title(f"against width (batch {results['config']['scaling_batch']})", fontsize=10)
+    batches = sorted({r["batch"] for r in _grid(results) if "ms" in r})
     if batches:
-        _batch_axis(ax_b, sorted(batches))
-        ax_b.legend(fontsize=7.5)
-    ax_b.set_xlabel("batch size")
-    ax_b.set_ylabel("ms per training step")
-    ax_b.set_title(f"Training step against batch size ({arch}); dotted: fit a + b·batch;\n"
-                   f"circle: knee, after which doubling the batch saves < {KNEE_FALL:.0%} time per sample",
-                   fontsize=10)
-    _skipped_note(ax_b, results)
-    _title(fig, "VAE: how the training step scales", results)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _log2_batches(ax_b, batches)
+    ax_b.set_title("against batch: dotted a + b·batch, vertical: the knee", fontsize=10)
+    for ax in (ax_w, ax_b):
+        ax.legend(fontsize=7)
+    return _save(plt, fig, path, "Scaling of the training step", results)
 
 
-def plot_breakdown(results: dict, path: Path) -> None:
-    """Stacked horizontal bars: ms per training step by phase, one bar per backend."""
-    plt = _plt()
-    bd = results["breakdown"]
-    rows = sorted((r for r in bd["rows"] if r["stat"] == "median"), key=lambda r: _backend_order(r["backend"]))
-    fig, ax = plt.subplots(figsize=(11, 2.2 + 0.75 * len(rows)))
-    colors = {"matmuls (forward + backward)": "#4c72b0", "forward": "#8fb0d9", "backward": "#c7d7ee",
-              "other (elementwise, checks, Python)": "#dd8452", "optimizer (Adam)": "#55a868"}
-    for y, r in enumerate(rows):
-        ms = r["ms"]
-        if "matmuls" in ms:
-            parts = [("matmuls (forward + backward)", ms["matmuls"]),
-                     ("other (elementwise, checks, Python)", max(0.0, r["other_ms"]))]
-        else:
-            parts = [("forward", ms["forward"]), ("backward", ms["backward"])]
-        parts.append(("optimizer (Adam)", ms["optimizer"]))
-        left = 0.0
-        for name, width in parts:
-            ax.barh(y, width, left=left, color=colors[name], edgecolor="white",
-                    label=name if name not in ax.get_legend_handles_labels()[1] else None)
-            if width > 0.06 * sum(w for _, w in parts):
-                ax.text(left + width / 2, y, f"{width:.2g}", ha="center", va="center", fontsize=8)
-            left += width
-        ax.text(left, y, f"  {left:.3g} ms", va="center", fontsize=8.5)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([r["backend"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("ms per training step (median; each phase timed on its own)")
-    ax.set_xlim(0, max(r["step_ms"] for r in rows) * 1.15)
-    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=5, frameon=False)
-    ax.grid(True, axis="x", alpha=0.3)
-    _title(fig, f"VAE: where one training step's time goes ({'-'.join(map(str, bd['hidden']))}, "
-                f"latent {bd['latent']}, batch {bd['batch']})", results)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+def plot_breakdown(results: dict, path) -> bool:
+    bd = results.get("breakdown")
+    if not bd:
+        return False
+    rows = [r for r in bd["rows"] if r["stat"] == "median"]
+    plt, fig, axes = _figure(1)
+    ax, bottom = axes[0], [0.0] * len(rows)
+    for phase in ("forward", "backward", "optimizer"):
+        v = [r["ms"][phase] for r in rows]
+        ax.bar(range(len(rows)), v, 0.4, bottom=bottom, label=phase)
+        bottom = [b + x for b, x in zip(bottom, v)]
+    ax.bar([i + 0.42 for i in range(len(rows))], [r["ms"]["matmuls"] for r in rows], 0.25, color="0.6",
+           label="matmuls alone (the floor)")
+    ax.set_xticks(range(len(rows)), [r["backend"] for r in rows], fontsize=8)
+    ax.set_ylabel(f"ms per training step, batch {bd['batch']} (median)")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path, "Where one training step's time goes", results)

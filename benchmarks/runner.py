@@ -1,314 +1,339 @@
-"""The benchmark run: build every point, time them interleaved, measure memory, analyse, write the report.
+"""The run: build every point, time them all interleaved, measure memory, analyse; one ``results`` dict.
 
-    points   for each architecture, backend, batch size and mode (train, infer): one Point;
-             plus the width sweep (train, at ``scaling_batch``, hidden widths scaled) and
-             the matmul-peak points.  All are timed together, interleaved (timing.py).
-    memory   per backend and batch, in fresh processes (memory.py) started first and finished
-             before the timing starts (they overlap this process's set-up, not its timing).
-    breakdown  where one training step's time goes per backend, at ``scaling_batch`` (breakdown.py).
-    epoch    optionally, the end-to-end epoch comparison (epoch.py).
-    analysis medians, GFLOP/s, fraction of the matmul peak, paired ratios to numpy-f32,
-             the overhead-bound knee and the a + b*B fit, the issue's bar.
+    points     each contestant x batch x mode (train, infer); the width sweep (train at ``scaling_batch``,
+               hidden sizes scaled); the machine's rates (matmul, memory pass); the optimizer alone; the
+               conv VAE's layers (``--conv``).  All timed together by timing.run_interleaved.
+    breakdown  the phases of each contestant's step at ``scaling_batch`` (steps.PhaseClock), interleaved.
+    memory     peak memory of one step per contestant and batch (timing.peak_bytes), after the timing.
+    analysis   medians, IQRs, samples/s, GFLOP/s, % of the matmul rate, the floor (flops.floor_seconds),
+               ratios to numpy-f32 paired per repeat, the best torch per batch, the overhead knee and fit.
+    load       (``--load``) the same timing with 1 or 2 threads, with and without a busy core.
 """
 from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from . import flops as flops_mod
-from .constants import DEFAULT_BACKENDS, KNEE_FALL, MODES
-from .timing import Point, calibrate, paired_ratio, run_interleaved, summarize
+from . import flops as F
+from .steps import CONTESTANTS, DataPool, PhaseClock, family, layer_points, make_backend, optimizer_points
+from .steps import phases as step_phases
+from .steps import rate_points, step
+from .timing import Point, calibrate, compare_text, paired_ratio, peak_bytes, run_interleaved, summarize
 
-# The project's architectures; a future one slots in here (and in steps.make_model).
-ARCHITECTURES = {"mlp-512-256": dict(arch="mlp", hidden=(512, 256), latent=20)}
-DEFAULT_ARCH = "mlp-512-256"
-
-ALL_BATCHES = [2 ** k for k in range(13)]          # 1 .. 4096
-QUICK_BATCHES = [1, 32, 128, 1024]
-ALL_WIDTHS = [64, 128, 256, 512, 1024, 2048]
-QUICK_WIDTHS = [128, 512, 1024]
+KNEE_FALL = 0.25    # overhead-bound while doubling the batch cuts time per sample by more than 25%
+TARGET = {1: 1.0, 16: 1.0, 128: 1.0, 1024: 1.0}     # issue 24: best torch time / NumPy time >= 1 at these batches
 
 
 @dataclass
-class BenchConfig:
-    batches: list[int] = field(default_factory=lambda: list(ALL_BATCHES))
-    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
-    archs: dict = field(default_factory=lambda: dict(ARCHITECTURES))
-    hidden_widths: list[int] = field(default_factory=lambda: list(ALL_WIDTHS))
+class Config:
+    preset: str = "full"                    # full, peers, conv or load: what is written (bench, peers, conv, load)
+    contestants: list = field(default_factory=lambda: ["numpy-f32", "numpy-f64", "torch-fused"])
+    batches: list = field(default_factory=lambda: [2 ** k for k in range(13)])
+    modes: tuple = ("train", "infer")
+    arch: str = "mlp"
+    hidden: tuple = (512, 256)
+    latent: int = 20
+    widths: list = field(default_factory=list)      # first hidden widths of the width sweep
     scaling_batch: int = 128
     repeats: int = 15
-    target_s: float = 0.2           # seconds per timed sample
-    settle_s: float = 0.2           # pause when the next point drives another thread pool
-    matmul_n: int = 2048
-    memory: bool = True
+    target_s: float = 0.2
+    settle_s: float = 0.2
+    device: str = "cpu"
+    threads: int | None = None
+    compile_batches: tuple = (128,)
+    compile_timeout: float = 300.0
     breakdown: bool = True
+    memory: bool = True
+    alone: bool = True
     epoch: bool = False
-    epoch_repeats: int = 3
-    data_dir: str = "data"
+    matmul_n: int = 2048
+    data_dir: str | None = "data"
     out: str = "bench_results"
     seed: int = 0
-    quick: bool = False
     progress: bool = True
 
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["archs"] = {k: {**v, "hidden": list(v["hidden"])} for k, v in self.archs.items()}
-        return d
 
-
-def scaled_hidden(hidden, width: int) -> tuple[int, ...]:
-    """The architecture's hidden sizes scaled so the first one is ``width`` (512,256 -> width, width/2)."""
-    return tuple(max(1, round(h * width / hidden[0])) for h in hidden)
-
-
-def _tqdm(progress: bool, **kw):
+def _bar(progress: bool, **kw):
     from tqdm.auto import tqdm
     return tqdm(disable=not progress, dynamic_ncols=True, leave=False, **kw)
 
 
-def build_points(config: BenchConfig, backends: list[str], pool) -> list[Point]:
-    from .steps import BACKENDS, make_model
-    points: dict[tuple, Point] = {}
-    for arch_name, arch in config.archs.items():
-        latent = arch["latent"]
-        grid = [(tuple(arch["hidden"]), b, "grid") for b in config.batches]
-        grid += [(scaled_hidden(arch["hidden"], w), config.scaling_batch, "width") for w in config.hidden_widths]
-        for backend in backends:
-            models = {}
-            for hidden, batch, role in grid:
-                modes = MODES if role == "grid" else ("train",)
-                # One model per batch size, as in a real run: buffers a backend keeps between
-                # steps (sized by the batch) are never re-made because another point ran in between.
-                if (hidden, batch) not in models:
-                    models[hidden, batch] = make_model(backend, hidden, latent, seed=config.seed)
-                train, infer = models[hidden, batch].closures(pool, batch)
-                for mode in modes:
-                    key = (backend, arch_name, hidden, mode, batch)
-                    if key in points:
-                        points[key].meta["roles"].add(role)
-                        continue
-                    points[key] = Point(key=key, step=train if mode == "train" else infer,
-                                        family=BACKENDS[backend].family, batch=batch,
-                                        flops=flops_mod.step_flops(mode, batch, hidden, latent),
-                                        cuda=BACKENDS[backend].device == "cuda",
-                                        meta={"backend": backend, "arch": arch_name, "hidden": hidden,
-                                              "latent": latent, "mode": mode, "batch": batch, "roles": {role}})
-    return list(points.values())
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(' '.join(str(e).split()) or '').split('. ')[0][:200]}"
 
 
-# ------------------------------------------------------------------ analysis
-def _point_record(p: Point, peaks: dict) -> dict:
-    s = summarize(p.seconds)
-    backend = p.meta["backend"]
-    peak = peaks.get("torch-cuda-f32" if p.cuda else "numpy-f32")
-    own_peak = peaks.get(backend) if backend in ("numpy-f64",) else peak
-    rec = {**{k: (list(v) if isinstance(v, (tuple, set)) else v) for k, v in p.meta.items()},
-           "roles": sorted(p.meta["roles"]), "steps_per_sample": p.n_steps, "seconds": p.seconds, **s,
-           "flops": p.flops}
-    if s.get("count"):
-        med = s["median_s"]
-        rec.update({"ms_per_step": med * 1e3, "ms_iqr": s["iqr_s"] * 1e3, "ms_per_sample": med * 1e3 / p.batch,
-                    "samples_per_s": p.batch / med, "gflops": p.flops / med / 1e9})
-        rec["pct_of_matmul_peak"] = 100 * rec["gflops"] / peak if peak else None
-        rec["pct_of_own_dtype_peak"] = 100 * rec["gflops"] / own_peak if own_peak else None
-    return rec
+def _bounded(seconds: float, fn):
+    """fn(), stopped with TimeoutError after ``seconds`` (SIGALRM, main thread only; else unbounded)."""
+    import signal
+    import threading
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return fn()
+
+    def alarm(*_):
+        raise TimeoutError(f"torch.compile's warm-up took longer than {seconds:.0f} s")
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
-def _knee(batches: list[int], ms_per_sample: list[float]) -> int | None:
-    """First batch B from which the next measured batch B' cuts time per sample by less than KNEE_FALL
-    per doubling: (t(B') / t(B)) ** (1 / log2(B'/B)) > 1 - KNEE_FALL.  None if it never happens.
+def build(cfg: Config, pool: DataPool, log) -> tuple[list[Point], dict, dict]:
+    """The contestants' points (and the backends kept for the breakdown and memory); failures by key."""
+    points, failed, backends = [], {}, {}
+    grid = [(tuple(cfg.hidden), b, m) for b in cfg.batches for m in cfg.modes]
+    grid += [(tuple(max(1, round(h * w / cfg.hidden[0])) for h in cfg.hidden), cfg.scaling_batch, "train")
+             for w in cfg.widths if w != cfg.hidden[0] or cfg.scaling_batch not in cfg.batches]
+    for name in cfg.contestants:
+        c = CONTESTANTS[name]
+        for hidden, batch, mode in grid:
+            key = (name, hidden, mode, batch)
+            if c.compile and batch not in cfg.compile_batches:
+                failed[key] = "not compiled at this batch"
+                continue
+            try:
+                backend = backends.get((name, hidden, batch)) or make_backend(
+                    name, cfg.arch, hidden, cfg.latent, cfg.device, cfg.threads, cfg.seed)
+                backends[name, hidden, batch] = backend
+                fn = step(backend, mode, pool.batches(batch, cfg.latent, c.dtype))
+                t0 = time.perf_counter()
+                _bounded(cfg.compile_timeout, lambda: [fn() for _ in range(3)]) if c.compile else fn()
+                if c.compile:
+                    log(f"bench: torch.compile warm-up at batch {batch}: {time.perf_counter() - t0:.0f} s")
+            except Exception as e:          # noqa: BLE001 - any failure of a contestant is its row's reason
+                failed[key] = _one_line(e)
+                log(f"bench: {name} {mode} at batch {batch}: {failed[key]}")
+                continue
+            spec = backend.model.spec if hasattr(backend.model, "spec") else None
+            flops = (F.spec_step_flops(spec, mode, batch) if cfg.arch != "mlp" and spec is not None
+                     else F.step_flops(mode, batch, hidden, cfg.latent))
+            meta = {"label": mode}
+            if c.library == "torch":
+                from .steps import adam_kind
+                meta["adam"] = adam_kind(backend.optimizer)
+            points.append(Point(key, fn, family(c.library, cfg.device), flops, batch, meta))
+    return points, failed, backends
 
-    Why 25%: with T(B) = a + b B (a fixed per-step overhead, b per sample), doubling B
-    from B = a/b cuts a/B + b by exactly 25%; so the knee is where the overhead a stops
-    exceeding the per-sample work b B: below it the step is overhead-bound.
-    """
+
+def run(cfg: Config, log=print) -> dict:
+    """Everything of one preset; see the module docstring."""
+    from . import machine
+    if cfg.device == "cuda":
+        machine.check_cuda()
+    t_start = time.perf_counter()
+    info = machine.describe()
+    pool = DataPool(cfg.data_dir, max(4096, 4 * max([*cfg.batches, cfg.scaling_batch])), cfg.seed)
+    limits = _limit_blas(cfg.threads)
+    threads = cfg.threads or _torch_threads()
+    try:
+        points, failed, backends = build(cfg, pool, log)
+        params = F.num_params(cfg.hidden, cfg.latent) if cfg.arch == "mlp" else \
+            next(iter(backends.values())).model.spec.num_params
+        extra = rate_points(cfg.contestants, cfg.device, cfg.matmul_n, params, cfg.seed)
+        if cfg.alone:
+            from numpy_vae.kernels.threads import available_cores
+            extra += optimizer_points(cfg.hidden, cfg.latent, cfg.device,
+                                      [cfg.threads] if cfg.threads else sorted({1, min(2, available_cores())}), cfg.seed)
+        if cfg.arch == "conv":
+            np_b = next(b for (n, _, _), b in backends.items() if n.startswith("numpy"))
+            t_b = next(b for (n, _, _), b in backends.items() if n.startswith("torch"))
+            extra += layer_points(np_b, t_b, cfg.scaling_batch, cfg.seed)
+        clocks = {}
+        if cfg.breakdown and cfg.arch == "mlp":
+            for (name, hidden, batch), backend in backends.items():
+                if hidden == tuple(cfg.hidden) and batch == cfg.scaling_batch and not CONTESTANTS[name].compile:
+                    c = CONTESTANTS[name]
+                    clocks[name] = PhaseClock(step_phases(backend, c.library, pool.batches(batch, cfg.latent, c.dtype),
+                                                          cfg.hidden, cfg.latent, batch))
+                    extra.append(Point(("phases", name), clocks[name].step, family(c.library, cfg.device), 0, batch,
+                                       after_sample=clocks[name].close_sample))
+        everything = points + extra
+        bar = _bar(cfg.progress, total=len(everything), desc="warm-up", unit="point")
+        for p in everything:
+            calibrate(p, cfg.target_s, threads)
+            bar.update()
+        bar.close()
+        for clock in clocks.values():
+            clock.reset()                   # forget what the warm-up spent
+        meter = machine.LoadMeter().start()
+        bar = _bar(cfg.progress, total=len(everything) * cfg.repeats, desc="timing", unit="sample")
+        run_interleaved(everything, cfg.repeats, cfg.settle_s, cfg.seed, tick=bar.update)
+        bar.close()
+        quiet = meter.stop()
+        memory = _memory(points, cfg, backends) if cfg.memory else []
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+    results = {"machine": info, "label": machine.label(info), "config": {**asdict(cfg), "threads_used": threads},
+               "data": pool.source, "quiet": quiet, "flops_formula": F.FORMULA, "params": params,
+               **analyse(points, failed, extra, cfg, params), "memory": memory,
+               "compare": compare_text(points + [p for p in extra if p.key[0] in ("alone", "matmul")])}
+    if clocks:
+        results["breakdown"] = _breakdown(clocks, cfg, results["rates"])
+    if cfg.epoch:
+        from .epoch import compare_epochs
+        results["epoch"] = compare_epochs(cfg.data_dir, repeats=max(1, cfg.repeats // 5), log=log)
+    results["seconds"] = time.perf_counter() - t_start
+    return results
+
+
+def _torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
+def _limit_blas(threads):
+    if threads is None:
+        return None
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _memory(points: list[Point], cfg: Config, backends: dict) -> list[dict]:
+    rows = {}
+    for p in points:
+        name, hidden, mode, batch = p.key
+        if hidden != tuple(cfg.hidden):
+            continue
+        lib = CONTESTANTS[name].library
+        mb = peak_bytes(p.step, lib, cuda=lib == "torch" and cfg.device == "cuda")
+        rows.setdefault((name, batch), {"backend": name, "batch": batch})[f"{mode}_mb"] = \
+            None if mb is None else mb / 2 ** 20
+    return list(rows.values())
+
+
+# ------------------------------------------------------------------- analysis
+def analyse(points: list[Point], failed: dict, extra: list[Point], cfg: Config, params: int) -> dict:
+    med = {p.key: float(np.median(p.seconds)) for p in extra if p.seconds}
+    rates = {}
+    for p in extra:
+        if p.key[0] == "matmul" and p.key in med:
+            rates.setdefault(p.key[1], {}).update(gflops=p.flops / med[p.key] / 1e9, n=p.meta["n"])
+        elif p.key[0] == "pass" and p.key in med:
+            rates.setdefault(p.key[1], {})["pass_gbytes"] = p.meta["bytes"] / med[p.key] / 1e9
+    by_key = {p.key: p for p in points}
+    records = []
+    for p in points:
+        name, hidden, mode, batch = p.key
+        c = CONTESTANTS[name]
+        rate = rates.get(f"numpy-{c.dtype}" if c.library == "numpy" else f"torch-{cfg.device}", {})
+        s = summarize(p.seconds)
+        n_params = F.num_params(hidden, cfg.latent) if cfg.arch == "mlp" else params
+        floor = F.floor_seconds(p.flops, n_params, np.dtype(c.dtype).itemsize, rate.get("gflops"),
+                                rate.get("pass_gbytes"), mode)
+        ref = by_key.get(("numpy-f32", hidden, mode, batch))
+        r = {"backend": name, "hidden": list(hidden), "mode": mode, "batch": batch, "adam": p.meta.get("adam"),
+             "role": "grid" if tuple(hidden) == tuple(cfg.hidden) and batch in cfg.batches else "width",
+             "seconds": p.seconds, **s, "flops": p.flops, "ms": s["median_s"] * 1e3,
+             "samples_per_s": batch / s["median_s"], "gflops": p.flops / s["median_s"] / 1e9,
+             "pct_of_matmul": 100 * p.flops / s["median_s"] / 1e9 / rate["gflops"] if rate.get("gflops") else None,
+             "floor_ms": floor * 1e3 if floor else None, "pct_of_floor": 100 * floor / s["median_s"] if floor else None,
+             "ratio_to_numpy": paired_ratio(p.seconds, ref.seconds) if ref is not None and ref is not p else None}
+        records.append(r)
+    records += [{"backend": k[0], "hidden": list(k[1]), "mode": k[2], "batch": k[3], "failed": why,
+                 "role": "grid"} for k, why in failed.items()]
+    headline = []
+    for batch in cfg.batches:
+        ref = by_key.get(("numpy-f32", tuple(cfg.hidden), "train", batch))
+        torch_points = [p for p in points if p.key[1:] == (tuple(cfg.hidden), "train", batch)
+                        and CONTESTANTS[p.key[0]].library == "torch"]
+        if ref is None or not torch_points:
+            continue
+        best = min(torch_points, key=lambda p: float(np.median(p.seconds)))
+        ratio = paired_ratio(best.seconds, ref.seconds)
+        line = {"batch": batch, "best": best.key[0], "best_torch_over_numpy": ratio}
+        if batch in TARGET and cfg.arch == "mlp":
+            line.update(target=TARGET[batch], met=ratio["median"] >= TARGET[batch])
+        headline.append(line)
+    alone = [{"what": p.key[1], "params": p.meta["params"], **summarize(p.seconds)} for p in extra
+             if p.key[0] == "alone"]
+    layers = [{"layer": p.key[1], "numpy_ms": med[p.key] * 1e3, "torch_ms": med[("layer", p.key[1], "torch")] * 1e3}
+              for p in extra if p.key[0] == "layer" and p.key[2] == "numpy"]
+    return {"rates": rates, "points": records, "headline": headline, "alone": alone, "layers": layers,
+            "knees": _knees(records)}
+
+
+def knee(batches: list[int], ms_per_sample: list[float]) -> int | None:
+    """First batch B from which the next measured batch cuts time per sample by less than KNEE_FALL per
+    doubling.  With T(B) = a + b B, doubling B from a / b cuts a / B + b by exactly 25%: below the knee the
+    fixed per-step overhead a exceeds the per-sample work b B."""
     for (b0, t0), (b1, t1) in zip(zip(batches, ms_per_sample), zip(batches[1:], ms_per_sample[1:])):
         if (t1 / t0) ** (1 / math.log2(b1 / b0)) > 1 - KNEE_FALL:
             return b0
     return None
 
 
-def _fit_overhead(batches: list[int], ms_per_step: list[float]) -> dict | None:
-    """Least-squares fit T(B) = a + b B in relative error (weights 1/T); knee_fit = a / b."""
+def fit_overhead(batches: list[int], ms_per_step: list[float]) -> dict | None:
+    """Least-squares fit T(B) = a + b B in relative error (weights 1/T); knee_batch_fit = a / b."""
     if len(batches) < 2:
         return None
     B, T = np.asarray(batches, float), np.asarray(ms_per_step, float)
-    A = np.stack([np.ones_like(B), B], axis=1) / T[:, None]
-    (a, b), *_ = np.linalg.lstsq(A, np.ones_like(T), rcond=None)
-    return {"overhead_ms": float(a), "ms_per_sample": float(b),
-            "knee_batch_fit": float(a / b) if a > 0 and b > 0 else None}
+    (a, b), *_ = np.linalg.lstsq(np.stack([np.ones_like(B), B], axis=1) / T[:, None], np.ones_like(T), rcond=None)
+    return {"overhead_ms": float(a), "ms_per_sample": float(b), "knee_batch_fit": float(a / b) if a > 0 < b else None}
 
 
-def analyse(points: list[Point], matmul: list[Point], config: BenchConfig) -> dict:
-    peaks = {p.key[1]: p.flops / float(np.median(p.seconds)) / 1e9 for p in matmul if p.seconds}
-    matmul_rec = {p.key[1]: {**p.meta, **summarize(p.seconds), "gflops": peaks.get(p.key[1]),
-                             "steps_per_sample": p.n_steps, "seconds": p.seconds} for p in matmul}
-    records = [_point_record(p, peaks) for p in points]
-    by_key = {p.key: p for p in points}
-    for p, rec in zip(points, records):          # paired ratio to numpy-f32, repeat by repeat
-        ref = by_key.get(("numpy-f32", *p.key[1:]))
-        r = paired_ratio(p.seconds, ref.seconds) if ref is not None else None
-        rec["time_ratio_to_numpy_f32"] = r["median"] if r else None
-        rec["time_ratio_to_numpy_f32_iqr"] = [r["q1"], r["q3"]] if r else None
-
-    knees, widths = [], []
-    backends = sorted({p.meta["backend"] for p in points}, key=DEFAULT_BACKENDS.index)
-    for arch_name, arch in config.archs.items():
-        hidden = tuple(arch["hidden"])
-        for backend in backends:
-            for mode in MODES:
-                rows = sorted((r for r in records if r["backend"] == backend and r["arch"] == arch_name
-                               and tuple(r["hidden"]) == hidden and r["mode"] == mode and "grid" in r["roles"]
-                               and r.get("count")), key=lambda r: r["batch"])
-                if not rows:
-                    continue
+def _knees(records: list[dict]) -> list[dict]:
+    out = []
+    for name in dict.fromkeys(r["backend"] for r in records):
+        for mode in ("train", "infer"):
+            rows = sorted((r for r in records if r["backend"] == name and r["mode"] == mode and r["role"] == "grid"
+                           and r.get("count")), key=lambda r: r["batch"])
+            if len(rows) >= 2:
                 bs = [r["batch"] for r in rows]
-                knees.append({"backend": backend, "arch": arch_name, "mode": mode,
-                              "knee_batch": _knee(bs, [r["ms_per_sample"] for r in rows]),
-                              **(_fit_overhead(bs, [r["ms_per_step"] for r in rows]) or {})})
-            rows = sorted((r for r in records if r["backend"] == backend and r["arch"] == arch_name
-                           and r["mode"] == "train" and r["batch"] == config.scaling_batch
-                           and "width" in r["roles"] and r.get("count")), key=lambda r: r["hidden"][0])
-            widths += [{"backend": backend, "arch": arch_name, "width": r["hidden"][0], "hidden": r["hidden"],
-                        "batch": r["batch"], "ms_per_step": r["ms_per_step"], "gflops": r["gflops"],
-                        "pct_of_matmul_peak": r["pct_of_matmul_peak"], "flops": r["flops"]} for r in rows]
-    return {"matmul_peak": matmul_rec, "points": records, "knees": knees, "width_scaling": widths,
-            "bar": _bar(by_key, records)}
+                out.append({"backend": name, "mode": mode, "knee_batch": knee(bs, [r["ms"] / r["batch"] for r in rows]),
+                            **(fit_overhead(bs, [r["ms"] for r in rows]) or {})})
+    return out
 
 
-def _bar(by_key: dict, records: list[dict]) -> dict:
-    """The issue's targets, as numbers (the test suite never asserts on them)."""
-    arch = DEFAULT_ARCH
-    hidden = tuple(ARCHITECTURES[arch]["hidden"])
-
-    def rec(backend, mode, batch):
-        return next((r for r in records if (r["backend"], r["arch"], tuple(r["hidden"]), r["mode"], r["batch"])
-                     == (backend, arch, hidden, mode, batch) and r.get("count")), None)
-
-    def pair(a, b, mode, batch):
-        pa, pb = by_key.get((a, arch, hidden, mode, batch)), by_key.get((b, arch, hidden, mode, batch))
-        return paired_ratio(pa.seconds, pb.seconds) if pa and pb and pa.seconds and pb.seconds else None
-
-    bar = {}
-    speed = pair("torch-cpu-f32", "numpy-f32", "train", 128)
-    if speed:
-        bar["train_b128_numpy_speedup_over_torch_cpu"] = {**speed, "target": 1.2, "met": speed["median"] >= 1.2,
-                                                          "meaning": "torch-cpu-f32 time / numpy-f32 time, paired per repeat"}
-    r = rec("numpy-f32", "train", 128)
-    if r and r.get("pct_of_matmul_peak") is not None:
-        bar["train_b128_numpy_pct_of_matmul_peak"] = {"value": r["pct_of_matmul_peak"], "target": 50.0,
-                                                      "met": r["pct_of_matmul_peak"] >= 50.0}
-    infer1 = pair("torch-cpu-f32", "numpy-f32", "infer", 1)
-    if infer1:
-        bar["infer_b1_numpy_speedup_over_torch_cpu"] = {**infer1, "meaning": "torch-cpu-f32 time / numpy-f32 time"}
-    return bar
+def _breakdown(clocks: dict, cfg: Config, rates: dict) -> dict:
+    """Per contestant: the median of each phase, and the repeat whose whole step was fastest (its phases add up)."""
+    mm_flops = F.forward_flops(cfg.scaling_batch, cfg.hidden, cfg.latent) + \
+        F.backward_flops(cfg.scaling_batch, cfg.hidden, cfg.latent)
+    peak = rates.get("numpy-float32", {}).get("gflops")
+    rows = []
+    for name, clock in clocks.items():
+        s = clock.samples
+        fastest = int(np.argmin(np.sum([s[p] for p in ("forward", "backward", "optimizer")], axis=0)))
+        for stat, ms in (("median", {k: float(np.median(v)) for k, v in s.items()}),
+                         ("fastest", {k: v[fastest] for k, v in s.items()})):
+            gflops = mm_flops / ms["matmuls"] / 1e6
+            rows.append({"backend": name, "stat": stat, "ms": ms, "step_ms": ms["forward"] + ms["backward"] +
+                         ms["optimizer"], "other_ms": ms["forward"] + ms["backward"] - ms["matmuls"],
+                         "matmul_gflops": gflops, "matmul_pct": 100 * gflops / peak if peak else None})
+    return {"batch": cfg.scaling_batch, "matmul_flops": mm_flops, "rows": rows,
+            "samples_ms": {n: c.samples for n, c in clocks.items()}}
 
 
-# ---------------------------------------------------------------------- run
-def run_benchmarks(config: BenchConfig, log=print) -> dict:
-    """Everything: returns the results dict and writes JSON, Markdown and figures into ``config.out``."""
-    from . import machine, report
-    from .matmul_peak import matmul_points
-    from .steps import BACKENDS, DataPool, unavailable_reason
-
-    t_start = time.perf_counter()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    skipped = {b: reason for b in config.backends if (reason := unavailable_reason(b))}
-    backends = [b for b in config.backends if b not in skipped]
-    uses_torch = any(BACKENDS[b].library == "torch" for b in config.backends) or config.epoch
-    try:
-        info = machine.describe(torch_needed=uses_torch)
-    except ImportError:
-        info = machine.describe(torch_needed=False)
-    for b, reason in skipped.items():
-        log(f"bench: skipping {b}: {reason}")
-
-    # The memory probes run in their own processes while this one sets up; they are
-    # done before any timing starts (memory is not disturbed by a neighbour, time is).
-    probes = _start_memory_probes(config, backends) if config.memory else []
-    rows = max([*config.batches, config.scaling_batch])
-    pool = DataPool.load(config.data_dir, rows=max(rows, 16384), seed=config.seed)
-    points = build_points(config, backends, pool)
-    matmul = matmul_points(backends, n=config.matmul_n, seed=config.seed)
-    everything = points + matmul
-
-    phases = {"setup_s": time.perf_counter() - t_start}
-    t = time.perf_counter()
-    memory = _collect_memory(probes, config.progress)
-    phases["memory_wait_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    bar = _tqdm(config.progress, total=len(everything), desc="warm-up", unit="point")
-    for p in everything:
-        calibrate(p, config.target_s)
-        bar.update()
-    bar.close()
-    phases["warmup_s"] = time.perf_counter() - t
-    bar = _tqdm(config.progress, total=len(everything) * config.repeats, desc="timing", unit="sample")
-    t = time.perf_counter()
-    run_interleaved(everything, config.repeats, settle_s=config.settle_s, seed=config.seed,
-                    on_sample=lambda p: bar.update())
-    bar.close()
-    phases["timing_s"] = time.perf_counter() - t
-
-    results = {"machine": info, "label": machine.label(info), "config": config.to_json(),
-               "data": pool.source, "skipped_backends": skipped, "backends": backends,
-               "flops_formula": flops_mod.FORMULA,
-               "flops": {name: flops_mod.breakdown(1, a["hidden"], a["latent"]) for name, a in config.archs.items()},
-               "method": {"timing": "interleaved round-robin, order reshuffled every repeat; median and IQR over "
-                                    "repeats of (time of N steps) / N; CUDA timed with torch.cuda.Event",
-                          "ratio": "time ratio to numpy-f32 (>1 = slower than numpy-f32), median over repeats of "
-                                   "the per-repeat ratio",
-                          "knee": f"first batch from which doubling the batch cuts time per sample by less than "
-                                  f"{KNEE_FALL:.0%}",
-                          "torch_adam": "torch.optim.Adam defaults (single-tensor loop on CPU, foreach on CUDA)"},
-               **analyse(points, matmul, config)}
-    del points, matmul, everything
-
-    if config.breakdown:
-        from .breakdown import measure_breakdown
-        arch = next(iter(config.archs.values()))
-        t = time.perf_counter()
-        log(f"bench: timing the phases of one training step at batch {config.scaling_batch}")
-        results["breakdown"] = measure_breakdown(
-            backends, pool, tuple(arch["hidden"]), arch["latent"], config.scaling_batch, config.repeats,
-            target_s=config.target_s, settle_s=config.settle_s, seed=config.seed,
-            matmul_peak_gflops=results["matmul_peak"].get("numpy-f32", {}).get("gflops"))
-        phases["breakdown_s"] = time.perf_counter() - t
-    if config.memory:
-        results["memory"] = memory
-    if config.epoch:
-        from .epoch import compare_epochs
-        t = time.perf_counter()
-        results["epoch"] = compare_epochs(config.data_dir, repeats=config.epoch_repeats, log=log)
-        phases["epoch_s"] = time.perf_counter() - t
-    results["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    results["phases"] = phases
-    t = time.perf_counter()
-    report.write_all(results, out)           # the figures first, then the JSON with every number
-    phases["report_s"] = time.perf_counter() - t
-    phases["total_s"] = time.perf_counter() - t_start
-    (out / "bench.json").write_text(report.to_json(results))
-    return results
-
-
-def _start_memory_probes(config: BenchConfig, backends: list[str]) -> list:
-    from .memory import Probe
-    return [(arch_name, backend, Probe(backend, arch["hidden"], arch["latent"], config.batches))
-            for arch_name, arch in config.archs.items() for backend in backends]
-
-
-def _collect_memory(probes: list, progress: bool) -> list[dict]:
-    records = []
-    bar = _tqdm(progress, total=len(probes), desc="memory", unit="backend")
-    for arch_name, backend, probe in probes:
-        for batch, r in probe.collect().items():
-            records.append({"backend": backend, "arch": arch_name, "batch": batch, **r})
-        bar.update()
-    bar.close()
-    return records
+# ------------------------------------------------------------------ threads under load
+def run_load(cfg: Config, log=print) -> dict:
+    """``--load``: the steps with 1 and 2 threads (OpenBLAS, torch, Adam alike), without and with another
+    process keeping one core busy (``while True: pass``, started before the timing and ended after it)."""
+    runs = {}
+    for threads in (1, 2):
+        for busy in (False, True):
+            burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+            try:
+                time.sleep(0.5 if busy else 0)
+                r = run(Config(**{**asdict(cfg), "threads": threads, "preset": "load", "memory": False,
+                                  "alone": False, "breakdown": False, "widths": []}), log)
+            finally:
+                if burner is not None:
+                    burner.kill()
+                    burner.wait()
+            runs[threads, busy] = {(p["backend"], p["batch"]): p["ms"] for p in r["points"] if "ms" in p}
+            log(f"bench: load: {threads} thread(s), {'one core busy' if busy else 'quiet'} done")
+    rows = [{"backend": name, "batch": batch, **{f"t{t}_{'busy' if b else 'quiet'}_ms": runs[t, b].get((name, batch))
+                                                 for t in (1, 2) for b in (False, True)}}
+            for name, batch in runs[1, False]]
+    from . import machine
+    info = machine.describe()
+    return {"machine": info, "label": machine.label(info), "config": asdict(cfg), "rows": rows,
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}

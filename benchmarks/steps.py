@@ -1,210 +1,274 @@
-"""The measured operations: per backend, a ``train()`` and an ``infer()`` closure that run one step.
+"""What is timed: each contestant's own ``train_step`` (the code ``vae train`` runs) and inference,
+the machine's rates, the optimizer alone, the phases of one step, and the conv VAE's layers.
 
-    train  NumPy:  model.loss(x, eps); model.backward(need_input_grad=False); Adam.step(model.grad_flat)
-           torch:  optimizer.zero_grad(set_to_none=True); model(x, eps)["loss"].backward(); optimizer.step()
-                   (torch.optim.Adam with its defaults: the single-tensor loop on CPU, foreach on CUDA)
-    infer  NumPy:  mu, logvar = model.encode(x); model.decode(mu)
-           torch:  the same under torch.inference_mode()
+    numpy-f32, numpy-f64   NumpyBackend: hand-written forward and backward, numpy_vae's Adam
+    torch-default          TorchBackend with ``torch.optim.Adam(params, lr)``, no flags: torch's own pick
+    torch-foreach          ... with Adam(foreach=True)
+    torch-fused            ... with Adam(fused=True), as TorchBackend itself runs
+    torch-compile          ... with the model wrapped in torch.compile, Adam(fused=True)
 
-Everything a step reads is made before timing starts: the images as arrays or
-tensors already on the device and in the backend's dtype, and the noise ``eps``
-pre-drawn.  Each closure cycles through a few distinct batches (real MNIST
-images when the data is there), so the model keeps seeing ordinary data and
-gradients, as in training, rather than one batch it learns by heart.
-
-Nothing here imports torch until a torch backend is asked for, so a NumPy-only
-run (and a NumPy memory probe) never loads it.
+Each torch contestant's Adam is made here, explicitly, so a table keeps its meaning when
+TorchBackend changes.  Inference: ``backend.encode(x)`` then ``backend.decode_logits(mu)``.
+Everything a step reads is made before timing: a pool of images (MNIST when it is there, else
+uniform noise) and pre-drawn noise ``eps``; each step cycles through a few distinct batches.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-POOL_ROWS = 16384       # images kept in memory for the timed steps, per dtype
-MAX_DISTINCT = 8        # distinct batches a closure cycles through
+from . import flops as F
+from .timing import Point
+
+MAX_DISTINCT = 8        # distinct batches a step cycles through
 
 
 @dataclass(frozen=True)
-class Backend:
+class Contestant:
     name: str
-    library: str        # "numpy" or "torch"
-    dtype: str          # "float32" or "float64"
-    device: str         # "cpu" or "cuda"
-
-    @property
-    def family(self) -> str:
-        """Which thread pools the backend drives (the runner pauses between families)."""
-        return self.library if self.device == "cpu" else self.device
+    library: str                # "numpy" or "torch"
+    dtype: str = "float32"
+    adam: dict | None = None    # torch.optim.Adam's flags
+    compile: bool = False
 
 
-BACKENDS = {b.name: b for b in (
-    Backend("numpy-f32", "numpy", "float32", "cpu"),
-    Backend("numpy-f64", "numpy", "float64", "cpu"),
-    Backend("torch-cpu-f32", "torch", "float32", "cpu"),
-    Backend("torch-cuda-f32", "torch", "float32", "cuda"),
-)}
+CONTESTANTS = {c.name: c for c in (
+    Contestant("numpy-f32", "numpy"), Contestant("numpy-f64", "numpy", "float64"),
+    Contestant("torch-default", "torch", adam={}), Contestant("torch-foreach", "torch", adam={"foreach": True}),
+    Contestant("torch-fused", "torch", adam={"fused": True}),
+    Contestant("torch-compile", "torch", adam={"fused": True}, compile=True))}
 
 
-def unavailable_reason(name: str) -> str | None:
-    """Why ``name`` cannot run on this machine, or None if it can."""
-    backend = BACKENDS[name]
-    if backend.library == "torch":
-        try:
-            import torch
-            import torch_vae  # noqa: F401
-        except ImportError as e:
-            return f"torch_vae/torch cannot be imported ({e})"
-        if backend.device == "cuda" and not torch.cuda.is_available():
-            return "CUDA not available (torch.cuda.is_available() is False)"
-    return None
-
-
-# ---------------------------------------------------------------------- data
 class DataPool:
-    """The images and noise every step reads, made once per dtype and device."""
+    """The images and noise every step reads."""
 
-    def __init__(self, images: np.ndarray, source: str, seed: int = 0):
-        self.images = np.ascontiguousarray(images, dtype=np.float32)
-        self.source = source
-        self.seed = seed
-        self._cache: dict = {}
-
-    @classmethod
-    def load(cls, data_dir: str | None, rows: int = POOL_ROWS, seed: int = 0) -> "DataPool":
-        """The first ``rows`` MNIST training images (shuffled), or uniform noise in [0, 1) without MNIST."""
+    def __init__(self, data_dir: str | None, rows: int, seed: int = 0):
         rng = np.random.default_rng([seed, 11])
+        self.source = "synthetic uniform [0, 1) (MNIST not found)"
+        images = None
         if data_dir is not None:
             try:
                 from numpy_vae.data import MnistDataError, load_mnist
                 train_x, _ = load_mnist(data_dir, "train")
-                idx = rng.permutation(len(train_x))
-                while len(idx) < rows:
-                    idx = np.concatenate([idx, rng.permutation(len(train_x))])
-                return cls(train_x[idx[:rows]], f"MNIST train images from {data_dir}", seed)
+                images = train_x[rng.integers(0, len(train_x), rows)]
+                self.source = f"MNIST train images from {data_dir}"
             except (MnistDataError, OSError):
                 pass
-        return cls(rng.random((rows, 784), dtype=np.float32), "synthetic uniform [0, 1) (MNIST not found)", seed)
+        self.images = np.ascontiguousarray(images if images is not None else rng.random((rows, 784)), np.float32)
+        self.seed = seed
 
-    def batches(self, batch: int) -> list[slice]:
-        rows = len(self.images)
-        if batch > rows:
-            raise ValueError(f"batch {batch} larger than the data pool ({rows} rows)")
-        n = max(1, min(MAX_DISTINCT, rows // batch))
-        return [slice(i * batch, (i + 1) * batch) for i in range(n)]
+    def batches(self, batch: int, latent: int, dtype: str = "float32") -> list[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([self.seed, 12, latent])
+        n = max(1, min(MAX_DISTINCT, len(self.images) // batch))
+        return [(self.images[i * batch:(i + 1) * batch].astype(dtype),
+                 rng.standard_normal((batch, latent)).astype(dtype)) for i in range(n)]
 
-    def eps(self, latent: int) -> np.ndarray:
-        key = ("eps", latent)
-        if key not in self._cache:
-            rng = np.random.default_rng([self.seed, 12, latent])
-            self._cache[key] = rng.standard_normal((len(self.images), latent), dtype=np.float32)
-        return self._cache[key]
 
-    def numpy(self, dtype: str, latent: int) -> tuple[np.ndarray, np.ndarray]:
-        key = ("numpy", dtype, latent)
-        if key not in self._cache:
-            self._cache[key] = (self.images.astype(dtype, copy=False), self.eps(latent).astype(dtype, copy=False))
-        return self._cache[key]
+def make_backend(name: str, arch: str, hidden, latent: int, device: str = "cpu", threads=None, seed: int = 0):
+    c = CONTESTANTS[name]
+    config = {"arch": arch, "latent": latent, "hidden": tuple(hidden) if arch == "mlp" else (), "beta": 1.0,
+              "dtype": np.dtype(c.dtype)}
+    if c.library == "numpy":
+        from numpy_vae.backends import NumpyBackend
+        return NumpyBackend(config, lr=1e-3, seed=seed, threads=threads)
+    import torch
+    from torch_vae.backend import TorchBackend
+    backend = TorchBackend(config, lr=1e-3, seed=seed, device=device)
+    backend.optimizer = torch.optim.Adam(backend.params, lr=1e-3, **c.adam)
+    if c.compile:
+        backend.model = torch.compile(backend.model)
+    return backend
 
-    def torch(self, device, dtype: str, latent: int):
+
+def adam_kind(optimizer) -> str:
+    """Which implementation a torch.optim.Adam runs: 'fused', 'foreach' or 'single-tensor'."""
+    d = optimizer.defaults
+    if d.get("fused"):
+        return "fused"
+    if d.get("foreach") is None:             # torch decides at the first step
+        from torch.optim.optimizer import _default_to_fused_or_foreach
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        return "foreach" if _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1] \
+            else "single-tensor"
+    return "foreach" if d.get("foreach") else "single-tensor"
+
+
+def step(backend, mode: str, data: list):
+    """One train_step, or one encode + decode, per call, cycling through ``data``."""
+    cycle = itertools.cycle(data)
+    if mode == "train":
+        return lambda: backend.train_step(*next(cycle))
+
+    def infer():
+        mu, _ = backend.encode(next(cycle)[0])
+        backend.decode_logits(mu)
+    return infer
+
+
+def family(library: str, device: str) -> str:
+    return "numpy" if library == "numpy" else ("cuda" if device == "cuda" else "torch")
+
+
+# ------------------------------------------------------------ the machine's rates
+def rate_points(names: list[str], device: str, n: int, params: int, seed: int = 0) -> list[Point]:
+    """The n x n matmul of each library in play (2 n^3 FLOPs), and one memory pass over 4 P elements."""
+    rng = np.random.default_rng([seed, 31])
+    libs = {(CONTESTANTS[c].library, CONTESTANTS[c].dtype) for c in names} | {("numpy", "float32")}
+    points = []
+    for lib, dtype in sorted(libs):
+        if lib == "numpy":
+            a, b, out = (rng.standard_normal((n, n)).astype(dtype) for _ in range(3))
+            buf = np.ones(4 * params, dtype)
+            points.append(Point(("matmul", f"numpy-{dtype}"), lambda a=a, b=b, out=out: np.matmul(a, b, out=out),
+                                "numpy", 2 * n ** 3, meta={"n": n}))
+            points.append(Point(("pass", f"numpy-{dtype}"), lambda buf=buf: np.multiply(buf, 1.0, out=buf),
+                                "numpy", 0, meta={"bytes": 2 * buf.nbytes}))
+        else:
+            import torch
+            size = 8192 if device == "cuda" else n
+            a, b, out = (torch.randn(size, size, device=device) for _ in range(3))
+            buf = torch.ones(4 * params, device=device)
+            fam = family("torch", device)
+            points.append(Point(("matmul", f"torch-{device}"), lambda a=a, b=b, out=out: torch.mm(a, b, out=out),
+                                fam, 2 * size ** 3, meta={"n": size}))
+            points.append(Point(("pass", f"torch-{device}"), lambda buf=buf: buf.mul_(1.0), fam, 0,
+                                meta={"bytes": 2 * buf.numel() * 4}))
+    return points
+
+
+def optimizer_points(hidden, latent: int, device: str, threads: list[int], seed: int = 0) -> list[Point]:
+    """Each Adam alone on the model's parameters (1,082,680 at the default sizes), the same gradient every step."""
+    import torch
+    from numpy_vae.kernels.adam import FastAdam
+    shapes = list(F.parameter_shapes(tuple(hidden), latent).values())
+    n = F.num_params(hidden, latent)
+    rng = np.random.default_rng([seed, 41])
+    grad = (rng.standard_normal(n) * 1e-3).astype(np.float32)
+    points = []
+    for k in threads:
+        opt = FastAdam(rng.standard_normal(n).astype(np.float32), lr=1e-3, threads=k)
+        points.append(Point(("alone", f"numpy Adam, {k} thread{'s' * (k > 1)}"), lambda opt=opt: opt.step(grad),
+                            "numpy", F.K_ADAM * n, meta={"params": n}))
+    for flags, what in (({"foreach": False}, "single-tensor"), ({"foreach": True}, "foreach"), ({"fused": True}, "fused")):
+        params = [torch.randn(s, device=device, requires_grad=True) for s in shapes]
+        for p in params:
+            p.grad = torch.randn_like(p) * 1e-3
+        opt = torch.optim.Adam(params, lr=1e-3, **flags)
+        points.append(Point(("alone", f"torch.optim.Adam, {what}"), opt.step, family("torch", device),
+                            F.K_ADAM * n, meta={"params": n}))
+    return points
+
+
+# -------------------------------------------------------------- the phases of a step
+class PhaseClock:
+    """A training step with each phase timed by perf_counter; the Timer runs ``step``; after each sample
+    ``close_sample`` turns what the calls since the last one spent into ms per step."""
+
+    def __init__(self, phases: dict):
+        import time
+        self.phases, self.clock = phases, time.perf_counter
+        self.reset()
+
+    def step(self) -> None:
+        for name, run in self.phases.items():
+            t0 = self.clock()
+            run()
+            self.spent[name] += self.clock() - t0
+        self.calls += 1
+
+    def reset(self) -> None:
+        self.spent, self.calls = dict.fromkeys(self.phases, 0.0), 0
+        self.samples = {name: [] for name in self.phases}
+
+    def close_sample(self) -> None:
+        for name in self.phases:
+            self.samples[name].append(self.spent[name] / max(self.calls, 1) * 1e3)
+        self.spent, self.calls = dict.fromkeys(self.phases, 0.0), 0
+
+
+def phases(backend, library: str, data: list, hidden, latent: int, batch: int) -> dict:
+    """forward, backward, optimizer of the step, and the step's matrix products alone (the floor)."""
+    cycle = itertools.cycle(data)
+    if library == "numpy":
+        model, opt = backend.model, backend.optimizer
+        return {"forward": lambda: model.forward(*next(cycle)),
+                "backward": lambda: model.backward(need_input_grad=False),
+                "optimizer": lambda: opt.step(model.grad_flat),
+                "matmuls": matmul_replay(hidden, latent, batch, "numpy", dtype=str(model.dtype))}
+    import torch
+    model, opt, device = backend.model, backend.optimizer, backend.device
+    data = itertools.cycle([(torch.from_numpy(x).to(device), torch.from_numpy(e).to(device)) for x, e in data])
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    held = {}
+
+    def forward():
+        opt.zero_grad(set_to_none=True)
+        held["loss"] = model(*next(data), check_inputs=False)["loss"]
+        sync()
+
+    def backward():
+        held.pop("loss").backward()
+        sync()
+
+    return {"forward": forward, "backward": backward, "optimizer": lambda: (opt.step(), sync()),
+            "matmuls": matmul_replay(hidden, latent, batch, "torch", device)}
+
+
+def matmul_replay(hidden, latent: int, batch: int, library: str, device="cpu", dtype: str = "float32"):
+    """The step's matrix products, in its order and shapes (flops.linear_shapes): forward x W^T per Linear,
+    backward dY^T X and dY W (no input gradient for the first layer): exactly the counted forward + backward."""
+    if library == "numpy":
+        rng = np.random.default_rng(0)
+        rand, empty, mm, sync = (lambda *s: rng.random(s).astype(dtype)), (lambda *s: np.empty(s, dtype)), \
+            (lambda a, b, out: np.matmul(a, b, out=out)), (lambda: None)
+    else:
         import torch
-        key = ("torch", str(device), dtype, latent)
-        if key not in self._cache:
-            x, e = self.numpy(dtype, latent)
-            # On the CPU torch.from_numpy shares NumPy's memory; on CUDA this is one upload.
-            self._cache[key] = (torch.from_numpy(x).to(device), torch.from_numpy(e).to(device))
-        return self._cache[key]
+        gen = torch.Generator().manual_seed(0)
+        rand = lambda *s: torch.rand(*s, generator=gen).to(device)           # noqa: E731
+        empty = lambda *s: torch.empty(*s, device=device)                     # noqa: E731
+        mm = lambda a, b, out: torch.mm(a, b, out=out)                        # noqa: E731
+        sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    work = [(rand(batch, n_in), rand(n_out, n_in), rand(batch, n_out), empty(n_out, n_in), empty(batch, n_out),
+             empty(batch, n_in)) for _, n_in, n_out in F.linear_shapes(tuple(hidden), latent)]
+
+    def replay() -> None:
+        for x, w, _, _, y, _ in work:
+            mm(x, w.T, y)
+        for i in range(len(work) - 1, -1, -1):
+            x, w, dy, gw, _, dx = work[i]
+            mm(dy.T, x, gw)
+            if i > 0:
+                mm(dy, w, dx)
+        sync()
+    return replay
 
 
-# --------------------------------------------------------------------- models
-class NumpyModel:
-    """One NumPy model + Adam (the runner makes one per backend, architecture and batch size).
+def layer_points(np_backend, torch_backend, batch: int, seed: int = 0) -> list[Point]:
+    """Forward + backward of each layer with parameters alone, NumPy (its closures) and torch (autograd)."""
+    import torch
+    rng = np.random.default_rng([seed, 13])
+    model_np, model_t, points = np_backend.model, torch_backend.model, []
+    h = rng.random((batch, model_np.input_dim)).astype(np.float32)
+    for stack_np, stack_t, prefix in ((model_np.encoder, model_t.encoder, "encoder"),
+                                      (model_np.decoder, model_t.decoder, "decoder")):
+        if prefix == "decoder":
+            h = rng.standard_normal((batch, model_np.latent)).astype(np.float32)
+        for i, (layer, module) in enumerate(zip(stack_np, stack_t)):
+            y = layer(h.copy())
+            if "params" in vars(layer):
+                x, dy = h.copy(), rng.standard_normal(y.shape).astype(np.float32)
+                x_t, dy_t = torch.from_numpy(x.copy()).requires_grad_(i > 0 or prefix == "decoder"), torch.from_numpy(dy)
 
-    Adam's moments are allocated by the first training step (torch.optim.Adam also
-    makes its state lazily), so an inference-only measurement holds neither.
-    """
+                def numpy_step(layer=layer, x=x, dy=dy):
+                    layer.forward(x)[1](dy)
 
-    def __init__(self, backend: Backend, hidden, latent: int, seed: int = 0):
-        from numpy_vae.model import build_model
-        from numpy_vae.kernels.adam import FastAdam as Adam      # what training runs by default
-        self.model = build_model("mlp", latent=latent, hidden=tuple(hidden), dtype=np.dtype(backend.dtype), seed=seed)
-        self._adam = Adam
-        self.optimizer = None          # made by the first training step, as torch.optim.Adam makes its state
-        self.backend, self.latent = backend, latent
-
-    def get_optimizer(self):
-        if self.optimizer is None:
-            self.optimizer = self._adam(self.model.flat, lr=1e-3)
-        return self.optimizer
-
-    def closures(self, pool: DataPool, batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
-        x_all, e_all = pool.numpy(self.backend.dtype, self.latent)
-        data = [(x_all[s], e_all[s]) for s in pool.batches(batch)]
-        model, optimizer = self.model, None
-        train_data, infer_data = itertools.cycle(data), itertools.cycle(data)
-
-        def train() -> None:
-            nonlocal optimizer
-            if optimizer is None:
-                optimizer = self.get_optimizer()
-            x, eps = next(train_data)
-            model.loss(x, eps)
-            model.backward(need_input_grad=False)
-            optimizer.step(model.grad_flat)
-
-        def infer() -> None:
-            x, _ = next(infer_data)
-            mu, _ = model.encode(x)
-            model.decode(mu)
-
-        return train, infer
-
-
-class TorchModel:
-    """One torch_vae model + torch.optim.Adam (the runner makes one per backend, architecture and batch size)."""
-
-    def __init__(self, backend: Backend, hidden, latent: int, seed: int = 0):
-        import torch
-        import torch_vae
-        self.device = torch.device(backend.device)
-        dtype = {"float32": torch.float32, "float64": torch.float64}[backend.dtype]
-        self.model = torch_vae.build_model(arch="mlp", latent=latent, hidden=tuple(hidden), beta=1.0, dtype=dtype,
-                                           seed=seed, device=self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.backend, self.latent = backend, latent
-
-    def closures(self, pool: DataPool, batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
-        import torch
-        x_all, e_all = pool.torch(self.device, self.backend.dtype, self.latent)
-        data = [(x_all[s], e_all[s]) for s in pool.batches(batch)]
-        model, optimizer = self.model, self.optimizer
-        train_data, infer_data = itertools.cycle(data), itertools.cycle(data)
-
-        def train() -> None:
-            x, eps = next(train_data)
-            optimizer.zero_grad(set_to_none=True)
-            model(x, eps, check_inputs=False)["loss"].backward()     # the pool is checked: no sync
-            optimizer.step()
-
-        def infer() -> None:
-            x, _ = next(infer_data)
-            with torch.inference_mode():
-                mu, _ = model.encode(x, check_inputs=False)
-                model.decode(mu, check_inputs=False)
-
-        return train, infer
-
-
-def make_model(backend_name: str, hidden, latent: int, seed: int = 0):
-    backend = BACKENDS[backend_name]
-    return (NumpyModel if backend.library == "numpy" else TorchModel)(backend, hidden, latent, seed)
-
-
-def synchronizer(backend_name: str) -> Callable[[], None] | None:
-    """What waits for the device to finish (None on the CPU, where every step is synchronous)."""
-    if BACKENDS[backend_name].device == "cuda":
-        import torch
-        return torch.cuda.synchronize
-    return None
+                def torch_step(module=module, x=x_t, dy=dy_t):
+                    module.zero_grad(set_to_none=True)
+                    module(x).backward(dy)
+                name = f"{prefix}.{i} {type(module).__name__}"
+                points += [Point(("layer", name, "numpy"), numpy_step, "numpy", batch=batch),
+                           Point(("layer", name, "torch"), torch_step, "torch", batch=batch)]
+            h = y
+    return points

@@ -1,4 +1,4 @@
-"""The benchmark harness cannot rot: the runner on a tiny grid, and the FLOP formula by hand.
+"""The benchmark package cannot rot: every preset on a tiny model, the FLOP formula and the floor by hand.
 
 No timing assertions here: benchmarks measure, they do not pass or fail.
 """
@@ -15,12 +15,15 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import flops
-from benchmarks.runner import _fit_overhead, _knee
+from benchmarks.runner import fit_overhead, knee
 
-pytest.importorskip("matplotlib")
+REPO = Path(__file__).resolve().parents[1]
+GPU_CHECK = REPO / "benchmarks" / "gpu_check.sh"
+TINY = ["--hidden", "16,8", "--repeats", "2", "--min-time", "0.002", "--no-progress"]
 
 
 def test_flop_formula_against_a_hand_count():
@@ -47,16 +50,38 @@ def test_flop_formula_default_model():
     assert flops.forward_flops(128) == 2 * 128 * per_sample
 
 
+def test_floor_is_flops_at_the_rate_plus_one_pass():
+    # 2 GFLOP at 100 GFLOP/s = 20 ms; 1e6 float32 parameters: 4 arrays read and written = 32 MB at 16 GB/s = 2 ms
+    assert flops.floor_seconds(2e9, 10**6, 4, 100.0, 16.0) == pytest.approx(0.022)
+    assert flops.floor_seconds(2e9, 10**6, 4, 100.0, 16.0, mode="infer") == pytest.approx(0.020)
+    assert flops.floor_seconds(2e9, 10**6, 4, None, 16.0) is None
+
+
+def test_spec_flops_agree_with_the_mlp_formula():
+    from numpy_vae.specs import mlp_spec
+    for mode in ("train", "infer"):
+        assert flops.spec_step_flops(mlp_spec((12, 6), 3), mode, 5) == flops.step_flops(mode, 5, (12, 6), 3)
+
+
 def test_knee_and_overhead_fit_on_exact_data():
     a, b = 2.0, 0.01                      # ms of overhead per step, ms per sample: equal at batch a / b = 200
     batches = [2 ** k for k in range(12)]
     step_ms = [a + b * B for B in batches]
-    fit = _fit_overhead(batches, step_ms)
+    fit = fit_overhead(batches, step_ms)
     assert fit["overhead_ms"] == pytest.approx(a) and fit["ms_per_sample"] == pytest.approx(b)
     assert fit["knee_batch_fit"] == pytest.approx(200)
     # per doubling, time per sample falls by less than 25% from the first batch >= a / b on
-    assert _knee(batches, [t / B for t, B in zip(step_ms, batches)]) == 256
-    assert _knee([1, 2], [1.0, 0.5]) is None
+    assert knee(batches, [t / B for t, B in zip(step_ms, batches)]) == 256
+    assert knee([1, 2], [1.0, 0.5]) is None
+
+
+def test_paired_ratio_and_peak_memory():
+    from benchmarks.timing import paired_ratio, peak_bytes
+    r = paired_ratio([2.0, 4.0, 6.0], [1.0, 1.0, 2.0])          # per repeat: 2, 4, 3
+    assert (r["q1"], r["median"], r["q3"]) == (2.5, 3.0, 3.5)
+    assert paired_ratio([1.0], [1.0, 2.0]) is None
+    assert peak_bytes(lambda: np.ones(10**6), "numpy") >= 8 * 10**6      # tracemalloc sees NumPy's arrays
+    assert peak_bytes(lambda: None, "numpy") < 10**5
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -69,78 +94,50 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_bench_runner_smoke(tmp_path, capsys):
-    pytest.importorskip("torch")
+def test_full_run_prints_and_writes_every_table(tmp_path, capsys):
+    """`vae bench` on a tiny model: every contestant, batch and mode timed through torch.utils.benchmark,
+    every table of docs/benchmarks.md printed and written, the figures drawn."""
     from benchmarks.cli import main
     out = tmp_path / "bench"
-    rc = main(["--batches", "1,4", "--repeats", "2", "--backends", "numpy-f32,torch-cpu-f32,torch-cuda-f32",
-               "--hidden", "16,8", "--latent", "4", "--hidden-widths", "8,16", "--scaling-batch", "4",
-               "--min-time", "0.002", "--settle", "0", "--matmul-size", "128", "--no-progress",
-               "--data-dir", str(tmp_path / "no-mnist-here"), "--out", str(out), "--no-peers"])
-    assert rc == 0
+    assert main([*TINY, "--batches", "1,4", "--data-dir", str(tmp_path / "no-mnist"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| numpy-f32 | 1 |" in printed
-
-    results = json.loads((out / "bench.json").read_text())
-    for key in ("machine", "label", "config", "points", "matmul_peak", "bar", "knees", "width_scaling", "memory",
-                "skipped_backends", "flops_formula", "flops", "phases", "files", "breakdown"):
-        assert key in results, key
-    for key in ("cpu_model", "usable_cpus", "blas", "numpy", "torch", "torch_threads", "cuda_available"):
-        assert key in results["machine"], key
-    assert results["matmul_peak"]["numpy-f32"]["gflops"] > 0
-
-    import torch
-    ran = ["numpy-f32", "torch-cpu-f32"] + (["torch-cuda-f32"] if torch.cuda.is_available() else [])
-    if not torch.cuda.is_available():
-        assert "CUDA" in results["skipped_backends"]["torch-cuda-f32"]
-    assert sorted(results["backends"]) == sorted(ran)
-    grid = {(p["backend"], p["mode"], p["batch"]) for p in results["points"] if "grid" in p["roles"]}
-    assert grid == {(b, m, n) for b in ran for m in ("train", "infer") for n in (1, 4)}
-    for p in results["points"]:
-        assert p["count"] == 2 and len(p["seconds"]) == 2
-        assert p["ms_per_step"] > 0 and p["gflops"] > 0 and p["flops"] > 0
-        assert p["time_ratio_to_numpy_f32"] is not None
-    widths = {(w["backend"], w["width"]) for w in results["width_scaling"]}
-    assert widths == {(b, w) for b in ran for w in (8, 16)}
-    memory = {(m["backend"], m["batch"]): m for m in results["memory"]}
-    assert set(memory) == {(b, n) for b in ran for n in (1, 4)}
-    for m in memory.values():
-        assert "error" not in m, m
-        assert m["train_mb"] >= 0 and m["infer_mb"] >= 0
-
-    bd = results["breakdown"]
-    rows = {(r["backend"], r["stat"]): r for r in bd["rows"]}
-    assert set(rows) == {(b, stat) for b in ran for stat in ("median", "fastest")} and bd["batch"] == 4
-    for (backend, stat), r in rows.items():
-        samples = bd["samples_ms"][backend]
-        assert all(len(samples[phase]) == 2 for phase in ("forward", "backward", "optimizer"))
-        assert all(r["ms"][phase] > 0 for phase in ("forward", "backward", "optimizer"))
-        assert r["step_ms"] == pytest.approx(r["ms"]["forward"] + r["ms"]["backward"] + r["ms"]["optimizer"])
-        if stat == "fastest":                  # one whole repeat: the shortest step of them all
-            steps = [sum(samples[p][i] for p in ("forward", "backward", "optimizer")) for i in range(2)]
-            assert r["step_ms"] == pytest.approx(min(steps))
-    assert rows["numpy-f32", "median"]["ms"]["matmuls"] > 0 and rows["numpy-f32", "median"]["matmul_gflops"] > 0
-
+    for heading in ("## Training step: NumPy against the best torch", "## Training step (train_step",
+                    "## Inference (encode + decode)", "## The targets", "## The optimizer alone",
+                    "## Where the training step's time goes", "## Peak memory", "## Scaling",
+                    "torch.utils.benchmark.Compare"):
+        assert heading in printed, heading
+    r = json.loads((out / "bench.json").read_text())
+    names = ["numpy-f32", "numpy-f64", "torch-fused"]
+    grid = {(p["backend"], p["mode"], p["batch"]): p for p in r["points"] if p["role"] == "grid"}
+    assert set(grid) == {(n, m, b) for n in names for m in ("train", "infer") for b in (1, 4)}
+    for (name, mode, batch), p in grid.items():
+        assert p["count"] == 2 and len(p["seconds"]) == 2 and p["ms"] > 0 and p["gflops"] > 0
+        assert p["floor_ms"] > 0 and p["pct_of_matmul"] > 0 and p["pct_of_floor"] > 0
+        assert (p["ratio_to_numpy"] is None) == (name == "numpy-f32")
+    assert {(p["backend"], tuple(p["hidden"])) for p in r["points"] if p["role"] == "width"} == {
+        (n, (8, 4)) for n in names}
+    assert r["rates"]["numpy-float32"]["gflops"] > 0 and r["rates"]["numpy-float32"]["pass_gbytes"] > 0
+    assert [h["batch"] for h in r["headline"]] == [1, 4] and r["headline"][0]["target"] == 1.0
+    assert {a["what"] for a in r["alone"]} >= {"numpy Adam, 1 thread", "torch.optim.Adam, fused"}
+    rows = {(x["backend"], x["stat"]): x for x in r["breakdown"]["rows"]}
+    assert set(rows) == {(n, s) for n in names for s in ("median", "fastest")}
+    for x in rows.values():
+        assert all(x["ms"][phase] > 0 for phase in ("forward", "backward", "optimizer", "matmuls"))
+        assert x["step_ms"] == pytest.approx(x["ms"]["forward"] + x["ms"]["backward"] + x["ms"]["optimizer"])
+    assert {(m["backend"], m["batch"]) for m in r["memory"]} == {(n, b) for n in names for b in (1, 4)}
+    assert all(m["train_mb"] > 0 for m in r["memory"] if m["backend"].startswith("numpy"))
     md = (out / "bench.md").read_text()
-    assert "## Where the training step's time goes" in md and "| numpy-f32 |" in md
-    for backend in ran:
-        for batch in (1, 4):
-            assert md.count(f"| {backend} | {batch} |") >= 2        # training and inference tables (and memory)
-    if not torch.cuda.is_available():
-        assert "| torch-cuda-f32 | — | skipped: CUDA not available" in md
-    for name in ("time_per_sample.png", "memory.png", "scaling.png", "breakdown.png"):
+    assert md.count("| numpy-f64 | 4 |") >= 3           # training, inference, memory
+    for name in ("time_per_step.png", "memory.png", "scaling.png", "breakdown.png"):
         width, height = _png_size(out / name)
         assert width > 300 and height > 200
 
 
 def test_matmul_replay_runs_exactly_the_counted_products(monkeypatch):
     """The breakdown's "matmuls alone" does the FLOPs the formula counts for forward + backward, no more."""
-    import numpy as np
-    from benchmarks.breakdown import matmul_replay
-    from numpy_vae.model import build_model
+    from benchmarks.steps import matmul_replay
     hidden, latent, batch = (12, 6), 3, 5
-    model = build_model(hidden=hidden, latent=latent)
-    replay = matmul_replay(model, batch)
+    replay = matmul_replay(hidden, latent, batch, "numpy")
     counted, real_matmul = [], np.matmul
 
     def counting_matmul(a, b, out=None):
@@ -154,100 +151,86 @@ def test_matmul_replay_runs_exactly_the_counted_products(monkeypatch):
     assert len(counted) == 3 * 6 - 1       # 6 Linears (heads fused): forward, dW, dX each, no dX for the first
 
 
-def test_conv_benchmark_runs_and_counts_the_conv_flops(tmp_path, capsys):
-    """`vae bench --conv` on a tiny batch: both backends' train_step timed, per-layer rows, files written."""
-    from benchmarks.conv import layer_flops, step_flops
+def test_conv_preset_counts_the_conv_flops_and_times_its_layers(tmp_path, capsys):
     from numpy_vae.cli import main
     from numpy_vae.specs import conv_spec
 
     spec = conv_spec(20)
-    layers = dict((name, f) for name, _, f in layer_flops(spec, 2))
+    layers = dict((name, f) for name, _, f in flops.layer_flops(spec, 2))
     assert layers["encoder.1"] == 2 * 2 * (32 * 14 * 14) * 1 * 16          # Conv2d(1, 32, 4, 2, 1) on 28x28
     assert layers["encoder.3"] == 2 * 2 * (64 * 7 * 7) * 32 * 16
     assert layers["decoder.3"] == 2 * 2 * (64 * 7 * 7) * 32 * 16           # ConvTranspose2d(64, 32): input side
     assert layers["decoder.5"] == 2 * 2 * (32 * 14 * 14) * 1 * 16
     assert layers["heads"] == 2 * 2 * 3136 * 40 and layers["decoder.0"] == 2 * 2 * 20 * 3136
     forward = sum(layers.values())
-    assert step_flops(spec, 2) == 3 * forward - layers["encoder.1"] + 13 * spec.num_params
-    assert main(["bench", "--conv", "--scaling-batch", "2", "--repeats", "2", "--min-time", "0.001",
-                 "--out", str(tmp_path), "--no-progress"]) == 0
+    assert flops.spec_step_flops(spec, "train", 2) == 3 * forward - layers["encoder.1"] + 13 * spec.num_params
+    assert main(["bench", "--conv", "--batches", "2", "--repeats", "2", "--min-time", "0.001", "--out", str(tmp_path),
+                 "--no-progress", "--data-dir", str(tmp_path / "no-mnist")]) == 0
     out = capsys.readouterr().out
-    assert "torch time ÷ NumPy time, paired per repeat" in out and "encoder.1 Conv2d" in out
-    assert (tmp_path / "conv.json").is_file() and (tmp_path / "conv.md").is_file()
+    assert "## Layers of the conv VAE" in out and "encoder.1 Conv2d" in out and "decoder.3 ConvTranspose2d" in out
+    r = json.loads((tmp_path / "conv.json").read_text())
+    assert {p["backend"] for p in r["points"]} == {"numpy-f32", "torch-fused"} and len(r["layers"]) == 5
+    assert r["points"][0]["flops"] == flops.spec_step_flops(spec, "train", 2)
 
 
-# ------------------------------------------------------------------------------ the peers
-REPO = Path(__file__).resolve().parents[1]
-GPU_CHECK = REPO / "benchmarks" / "gpu_check.sh"
-
-
-def test_peers_headline_every_peer_timed(tmp_path, capsys, monkeypatch):
-    """`vae bench --peers-only` on a tiny model: every peer's train_step timed with torch.utils.benchmark,
-    interleaved; best torch / NumPy paired per repeat; the optimizer alone; each peer's phases with its floor."""
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)       # the compile peer's path, without compiling
+def test_peers_preset_times_every_torch_setup(tmp_path, capsys, monkeypatch):
+    """`vae bench --peers`: NumPy against torch's default, foreach and fused Adam and torch.compile (compiled at
+    the breakdown's batch only), best torch / NumPy paired per repeat, the optimizer alone, each step's phases."""
+    import torch
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)       # the compile path, without compiling
     from benchmarks.cli import main
-    from benchmarks.peers import PEER_NAMES
     out = tmp_path / "peers"
-    rc = main(["--peers-only", "--hidden", "16,8", "--latent", "4", "--peer-batches", "1,4", "--compile-batches", "4",
-               "--repeats", "2", "--min-time", "0.002", "--settle", "0", "--no-progress",
-               "--data-dir", str(tmp_path / "no-mnist-here"), "--out", str(out)])
-    assert rc == 0
-    printed = capsys.readouterr().out
-    assert "best torch ÷ NumPy" in printed and "torch.utils.benchmark.Compare" in printed
-
+    assert main([*TINY, "--peers", "--batches", "1,4", "--data-dir", str(tmp_path / "no-mnist"),
+                 "--out", str(out)]) == 0
+    assert "best torch ÷ NumPy" in capsys.readouterr().out
     r = json.loads((out / "peers.json").read_text())
-    assert [p["name"] for p in r["peers"]] == PEER_NAMES
-    rows = {(x["peer"], x["batch"]): x for x in r["rows"]}
-    assert rows["torch-compile", 1]["failed"] == "not compiled at this batch (--compile-batches)"
-    timed = {k for k, x in rows.items() if "failed" not in x}
-    assert timed == {(p, b) for p in PEER_NAMES for b in (1, 4)} - {("torch-compile", 1)}
-    for key in timed:
-        x = rows[key]
-        assert x["count"] == 2 and x["ms"] > 0 and x["iqr_pct"] is not None
-        assert (x["time_ratio_to_numpy"] is None) == (key[0] == "numpy")
-    assert {rows[p, 4]["adam"] for p in ("torch-default", "torch-foreach", "torch-fused")} == {
+    names = ["numpy-f32", "torch-default", "torch-foreach", "torch-fused", "torch-compile"]
+    rows = {(x["backend"], x["batch"]): x for x in r["points"]}
+    assert rows["torch-compile", 1]["failed"] == "not compiled at this batch"
+    assert {k for k, x in rows.items() if "failed" not in x} == {(n, b) for n in names for b in (1, 4)} - {
+        ("torch-compile", 1)}
+    assert {rows[n, 4]["adam"] for n in ("torch-default", "torch-foreach", "torch-fused")} == {
         "single-tensor", "foreach", "fused"}
     for h in r["headline"]:
-        assert h["best"] in PEER_NAMES[1:] and h["best_torch_over_numpy"]["median"] > 0
-    assert {h["batch"]: "target" in h for h in r["headline"]} == {1: True, 4: False}     # the bar's batch 1
-    assert r["quiet"]["verdict"] and r["torch_backend_adam"].startswith("Adam (")
-    alone = [a["what"] for a in r["optimizer_alone"]]
-    assert any(a.startswith("numpy Adam, 1 thread") for a in alone) and "torch.optim.Adam, fused" in alone
-    assert any("before issue 15" in a for a in alone)
-    bd = {(x["backend"], x["stat"]): x for x in r["breakdown"]["rows"]}
-    assert r["breakdown"]["batch"] == 4 and {b for b, _ in bd} == set(PEER_NAMES)
-    for (name, stat), x in bd.items():
-        assert all(x["ms"][phase] > 0 for phase in ("forward", "backward", "optimizer", "matmuls")), name
-        assert x["matmul_gflops"] > 0
+        assert h["best"] in names[1:] and h["best_torch_over_numpy"]["median"] > 0
+    assert {x["backend"] for x in r["breakdown"]["rows"]} == set(names) - {"torch-compile"}
     md = (out / "peers.md").read_text()
-    assert "| batch | NumPy | torch, default Adam (single-tensor) |" in md and "Quiet-machine check" in md
-    assert "## The optimizer alone" in md and "## Where the training step's time goes" in md
+    assert "| batch | numpy-f32 | torch-default (single-tensor Adam) |" in md and "not timed: not compiled" in md
+    assert "Quiet-machine check" in md and "## The optimizer alone" in md
 
 
-def test_a_peer_that_fails_gets_its_reason_in_the_table(monkeypatch):
-    torch = pytest.importorskip("torch")
-    from benchmarks.peers import PeerConfig, headline_table, run_peers
+def test_a_contestant_that_fails_gets_its_reason_in_the_table(monkeypatch):
+    import torch
+    from benchmarks.report import headline_table
+    from benchmarks.runner import Config, run
 
     def broken(model, **kw):
         raise RuntimeError("no working C++ compiler was found. Install one")
     monkeypatch.setattr(torch, "compile", broken)
-    r = run_peers(PeerConfig(batches=[2], peers=["numpy", "torch-fused", "torch-compile"], hidden=(8,), latent=2,
-                             repeats=2, target_s=0.002, settle_s=0, breakdown=False, optimizer_alone=False,
-                             data_dir=None, progress=False), log=lambda *a: None)
-    row = next(x for x in r["rows"] if x["peer"] == "torch-compile")
+    r = run(Config(preset="peers", contestants=["numpy-f32", "torch-fused", "torch-compile"], batches=[2],
+                   compile_batches=(2,), modes=("train",), hidden=(8,), latent=2, repeats=2, target_s=0.002,
+                   settle_s=0, breakdown=False, alone=False, memory=False, matmul_n=64, data_dir=None,
+                   progress=False), log=lambda *a: None)
+    row = next(x for x in r["points"] if x["backend"] == "torch-compile")
     assert row["failed"] == "RuntimeError: no working C++ compiler was found"
     assert "not timed: RuntimeError: no working C++ compiler was found" in headline_table(r)
     assert r["headline"][0]["best"] == "torch-fused"
 
 
 def test_a_warm_up_that_overruns_is_stopped():
-    from benchmarks.peers import WarmupTimeout, bounded
+    from benchmarks.runner import _bounded
     t0 = time.perf_counter()
-    with pytest.raises(WarmupTimeout, match="took longer than 0 s"):
-        bounded(0.2, lambda: time.sleep(5), "torch.compile's warm-up")
+    with pytest.raises(TimeoutError, match="took longer than 0 s"):
+        _bounded(0.2, lambda: time.sleep(5))
     assert time.perf_counter() - t0 < 2
-    assert bounded(1.0, lambda: 7, "quick") == 7
+    assert _bounded(1.0, lambda: 7) == 7
+
+
+def test_presets_that_exclude_each_other_are_one_line(capsys):
+    from benchmarks.cli import main
+    assert main(["--peers", "--conv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--peers, --conv and --load are separate runs" in err
 
 
 def _has_cuda() -> bool:
@@ -263,9 +246,9 @@ def test_bench_on_cuda_without_cuda_is_one_line_and_exit_1(tmp_path, capsys):
     pytest.importorskip("torch")
     from numpy_vae.cli import main
     t0 = time.perf_counter()
-    assert main(["bench", "--peers-only", "--device", "cuda", "--out", str(tmp_path)]) == 1
+    assert main(["bench", "--cuda", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("vae: error: --device cuda: CUDA is not available on this machine") and err.count("\n") == 1
+    assert err.startswith("vae: error: --cuda: CUDA is not available on this machine") and err.count("\n") == 1
     assert time.perf_counter() - t0 < 10 and not list(tmp_path.iterdir())
 
 
@@ -309,25 +292,10 @@ def test_gpu_check_usage():
 
 
 # ------------------------------------------------------------------------ threads under load
-def test_load_test_child_times_both_backends(capsys):
-    torch = pytest.importorskip("torch")
-    from benchmarks import load
-    threads = torch.get_num_threads()
-    try:
-        assert load.child_main(["--child", "--threads", "1", "--batches", "2", "--min-time", "0.003", "--samples", "2",
-                                "--hidden", "8", "--latent", "2"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["threads"] == 1 and out["torch_threads"] == 1
-    assert {(x["backend"], x["batch"]) for x in out["results"]} == {("numpy", 2), ("torch-fused", 2)}
-    assert all(x["ms"] > 0 and len(x["samples_ms"]) == 2 for x in out["results"])
-
-
-def test_load_test_runs_every_setting_with_and_without_a_burner(tmp_path, monkeypatch):
-    """The orchestration, with the children faked: each (threads, burner) once a round, the burner ended."""
-    from benchmarks import load
-    burners, children = [], []
+def test_load_runs_every_setting_with_and_without_a_burner(tmp_path, monkeypatch):
+    """The orchestration, with the timing faked: each thread count quiet and busy, the burner ended each time."""
+    from benchmarks import report, runner
+    burners, settings = [], []
 
     class FakeBurner:
         def __init__(self, cmd):
@@ -340,21 +308,18 @@ def test_load_test_runs_every_setting_with_and_without_a_burner(tmp_path, monkey
         def wait(self):
             return -9
 
-    def fake_run(cmd, env, **kw):
-        threads = int(cmd[cmd.index("--threads") + 1])
-        children.append((threads, env["OMP_NUM_THREADS"], env["OPENBLAS_NUM_THREADS"], len(burners)))
+    def fake_run(cfg, log):
         busy = bool(burners) and not burners[-1].killed
-        res = [{"backend": b, "batch": 128, "ms": 10.0 * (2 if busy else 1) / threads, "samples_ms": [1.0]}
-               for b in ("numpy", "torch-fused")]
-        return subprocess.CompletedProcess(cmd, 0, json.dumps({"threads": threads, "results": res}) + "\n", "")
-    monkeypatch.setattr(load.subprocess, "Popen", FakeBurner)
-    monkeypatch.setattr(load.subprocess, "run", fake_run)
-    monkeypatch.setattr(load.time, "sleep", lambda s: None)
-    r = load.run_load_test(out=tmp_path, rounds=2, batches=[128], log=lambda *a: None)
-    assert len(children) == 8 and len(burners) == 4 and all(b.killed for b in burners)
-    assert all(str(t) == omp == blas for t, omp, blas, _ in children)
-    assert burners[0].cmd[1:] == ["-c", "while True: pass"]
-    row = next(x for x in r["summary"] if x["backend"] == "numpy")
-    assert row == {"backend": "numpy", "batch": 128, "t1_quiet_ms": 10.0, "t1_busy_ms": 20.0, "t2_quiet_ms": 5.0,
-                   "t2_busy_ms": 10.0}
-    assert "| numpy | 128 | 10 | 20 | 5 | 10 | 0.50 |" in (tmp_path / "load.md").read_text()
+        settings.append((cfg.threads, busy))
+        return {"points": [{"backend": b, "batch": 128, "ms": 10.0 * (2 if busy else 1) / cfg.threads}
+                           for b in ("numpy-f32", "torch-fused")]}
+    monkeypatch.setattr(runner.subprocess, "Popen", FakeBurner)
+    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    r = runner.run_load(runner.Config(preset="load", batches=[128], progress=False), log=lambda *a: None)
+    assert settings == [(1, False), (1, True), (2, False), (2, True)]
+    assert len(burners) == 2 and all(b.killed for b in burners) and burners[0].cmd[1:] == ["-c", "while True: pass"]
+    assert r["rows"][0] == {"backend": "numpy-f32", "batch": 128, "t1_quiet_ms": 10.0, "t1_busy_ms": 20.0,
+                            "t2_quiet_ms": 5.0, "t2_busy_ms": 10.0}
+    report.write(r, tmp_path)
+    assert "| numpy-f32 | 128 | 10 | 20 | 5 | 10 | 0.50 |" in (tmp_path / "load.md").read_text()

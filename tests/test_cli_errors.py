@@ -155,19 +155,15 @@ BENCH = [
     (["bench", "--seed", "1.5"], "argument --seed", 2),
     (["bench", "--batches", "0"], "argument --batches: expected comma-separated positive integers", 2),
     (["bench", "--batches", "1,x"], "argument --batches", 2),
-    (["bench", "--backends", "jax"], "argument --backends: unknown backend(s) ['jax']", 2),
-    (["bench", "--archs", "nope"], "--archs 'nope': unknown ['nope']", 2),
-    (["bench", "--archs", ","], "--archs ',': no architecture named", 2),
     (["bench", "--hidden", "0"], "argument --hidden", 2),
-    (["bench", "--latent", "0"], "argument --latent", 2),
     (["bench", "--repeats", "0"], "argument --repeats", 2),
     (["bench", "--min-time", "nan"], "argument --min-time", 2),
-    (["bench", "--settle", "-1"], "argument --settle", 2),
-    (["bench", "--matmul-size", "0"], "argument --matmul-size", 2),
     (["bench", "--out", "a-file"], "a-file is not a writable folder", 2),
     (["bench", "--out", "a-file/sub"], "a-file is not a writable folder", 2),
     (["bench", "--out", ""], "--out '': expected a folder path", 2),
     (["bench", "--data-dir", "a-file", "--epoch"], "--data-dir a-file is a file, not a folder", 2),
+    (["bench", "--threads", "0"], "argument --threads", 2),
+    (["bench", "--conv", "--load"], "--peers, --conv and --load are separate runs; pick one", 2),
     (["bench", "--frobnicate"], "unrecognized arguments: --frobnicate", 2),
 ]
 NEEDS_TORCH = {"parity"}
@@ -176,8 +172,7 @@ BAD = EVALUATE + REPORT + DATA + PARITY + BENCH
 # runs is small, so the test fails in seconds instead of evaluating K = 5000 or benchmarking for minutes.
 CHEAP = {"evaluate": ["-k", "2", "--limit", "3", "--no-progress"],
          "parity": ["--hidden", "8", "--latent", "2", "--steps", "1", "--batch-size", "4", "--device", "cpu"],
-         "bench": ["--quick", "--backends", "numpy-f32", "--batches", "1", "--no-width-sweep", "--no-memory",
-                   "--no-breakdown", "--repeats", "1", "--min-time", "0.001", "--matmul-size", "8", "--no-progress"]}
+         "bench": ["--quick", "--conv", "--batches", "1", "--repeats", "1", "--min-time", "0.001", "--no-progress"]}
 
 
 def _never_fetch(*args, **kwargs):
