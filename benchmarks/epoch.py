@@ -1,22 +1,8 @@
-"""End to end: one epoch (training + test evaluation) of our default ``vae train`` against
-the long-standing PyTorch example VAE (pytorch/examples, vae/main.py), on the CPU.
-
-The example, as its main.py writes it: fc1 784-400, fc21/fc22 400-20, fc3 20-400,
-fc4 400-784; ReLU; decoder output through sigmoid; loss
-F.binary_cross_entropy(recon, x, reduction='sum') + KLD; torch.optim.Adam(lr=1e-3);
-batch 128; torchvision.datasets.MNIST(root=DATA_DIR, transform=ToTensor()) through a
-DataLoader(shuffle=True) for training and one for the test set, each step calling
-loss.item().  Left out: its progress prints and the two save_image calls (a few
-milliseconds).  Its epoch time is train(epoch) + test(epoch); building the datasets
-is timed separately (``setup_s``).
-
-Ours: ``numpy_vae.training.train`` with the default TrainConfig (784-512-256, latent
-20, batch 128, float32) and epochs=1, no figures, no progress bars, into a
-temporary runs folder.  Its epoch time is the metrics row's ``seconds``
-(training steps + test evaluation); ``wall_s`` is the whole call, including
-loading MNIST and writing checkpoints.
-
-The two alternate (example, ours, example, ours, ...) so drift hits both.
+"""End to end: one epoch (training + test evaluation) of our default ``vae train`` against the PyTorch
+example VAE (pytorch/examples, vae/main.py: 784-400-20, ReLU, sigmoid, BCE + KLD, Adam(lr=1e-3), batch 128,
+torchvision MNIST through DataLoaders; its prints and save_image calls left out), on the CPU.  Its epoch
+time is train(epoch) + test(epoch); ours is the metrics row's ``seconds`` of ``numpy_vae.training.train``
+with the default TrainConfig and epochs=1.  The two alternate, so drift hits both.
 """
 from __future__ import annotations
 
@@ -113,8 +99,8 @@ def ours_epoch(data_dir: str, **overrides) -> dict:
         wall = time.perf_counter() - t0
         with open(Path(run_dir) / "metrics.csv") as f:
             row = list(csv.DictReader(f))[-1]
-    n_params = sum(int(np.prod(s)) for s in __import__("numpy_vae").parameter_shapes(
-        tuple(config.hidden), config.latent).values())
+    from .flops import num_params
+    n_params = num_params(config.hidden, config.latent)
     return {"seconds": float(row["seconds"]), "wall_s": wall, "train_loss": float(row["train_loss"]),
             "test_loss": float(row["test_loss"]), "params": n_params, "backend": config.backend,
             "hidden": list(config.hidden), "batch_size": config.batch_size}

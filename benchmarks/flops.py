@@ -53,7 +53,7 @@ def linear_shapes(hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> list[tup
 
 
 def num_params(hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
-    return sum(math.prod(s) for s in parameter_shapes(tuple(hidden), latent, input_dim).values())
+    return specs.mlp_spec(tuple(hidden), latent, input_dim).num_params
 
 
 def forward_flops(batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
@@ -66,17 +66,13 @@ def backward_flops(batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM
     return 2 * forward_flops(batch, hidden, latent, input_dim) - 2 * batch * input_dim * int(hidden[0])
 
 
-def adam_flops(hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
-    return K_ADAM * num_params(hidden, latent, input_dim)
-
-
 def step_flops(mode: str, batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> int:
     """FLOPs of one ``mode`` ('train' or 'infer') call at this batch size."""
     if mode == "infer":
         return forward_flops(batch, hidden, latent, input_dim)
     if mode == "train":
         return (forward_flops(batch, hidden, latent, input_dim) + backward_flops(batch, hidden, latent, input_dim)
-                + adam_flops(hidden, latent, input_dim))
+                + K_ADAM * num_params(hidden, latent, input_dim))
     raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
 
 
@@ -122,17 +118,6 @@ def floor_seconds(flops: int, params: int, itemsize: int, matmul_gflops: float |
     if mode == "train" and pass_gbytes:
         seconds += 2 * 4 * params * itemsize / (pass_gbytes * 1e9)
     return seconds
-
-
-def breakdown(batch: int, hidden=(512, 256), latent=20, input_dim=INPUT_DIM) -> dict:
-    """Every term, for the JSON output."""
-    return {"batch": batch, "forward": forward_flops(batch, hidden, latent, input_dim),
-            "backward": backward_flops(batch, hidden, latent, input_dim),
-            "adam": adam_flops(hidden, latent, input_dim), "k_adam": K_ADAM,
-            "params": num_params(hidden, latent, input_dim),
-            "train_step": step_flops("train", batch, hidden, latent, input_dim),
-            "infer": step_flops("infer", batch, hidden, latent, input_dim),
-            "linears": [list(x) for x in linear_shapes(hidden, latent, input_dim)]}
 
 
 FORMULA = ("train = F + (2F - 2*B*784*h1) + 13*P;  infer = F;  F = sum_Linear 2*B*n_in*n_out "

@@ -10,33 +10,19 @@ from numpy_vae.config import ConfigError
 
 
 def _cpuinfo() -> dict:
-    """CPU model and physical core count from /proc/cpuinfo (Linux); platform.processor() elsewhere."""
-    model, cores, simd = None, set(), []
+    """CPU model and SIMD flags from /proc/cpuinfo (Linux); platform.processor() elsewhere."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
-            physical = core = None
             for line in f:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key in ("model name", "Processor", "cpu model") and model is None:
-                    model = value
-                elif key == "flags" and not simd:
-                    flags = set(value.split())
-                    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-                            if f in flags]
-                elif key == "physical id":
-                    physical = value
-                elif key == "core id":
-                    core = value
-                elif not key and core is not None:
-                    cores.add((physical, core))
-                    physical = core = None
-            if core is not None:
-                cores.add((physical, core))
+                key, _, value = (x.strip() for x in line.partition(":"))
+                if key in ("model name", "flags"):
+                    info.setdefault(key, value)
     except OSError:
         pass
-    return {"cpu_model": model or platform.processor() or platform.machine(),
-            "physical_cores": len(cores) or None, "simd": simd}
+    flags = set(info.get("flags", "").split())
+    return {"cpu_model": info.get("model name") or platform.processor() or platform.machine(),
+            "simd": [f for f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]}
 
 
 def blas_info() -> list[dict]:
@@ -116,53 +102,30 @@ def label(info: dict) -> str:
 QUIET_OTHER_CORES = 0.1     # other processes may use at most this many cores on average during the timing
 
 
-def _proc_stat_busy() -> tuple[float, float] | None:
-    """(busy seconds of all CPUs, steal seconds) since boot from /proc/stat, or None off Linux."""
+def _busy_seconds() -> float | None:
+    """Busy seconds of all CPUs since boot (/proc/stat: user, nice, system, irq, softirq), None off Linux."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()
     except OSError:
         return None
-    if not fields or fields[0] != "cpu":
-        return None
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
-    return (user + nice + system + irq + softirq) / ticks, steal / ticks
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / os.sysconf("SC_CLK_TCK") if fields[:1] == ["cpu"] else None
 
 
 class LoadMeter:
-    """How much CPU other processes used while this one timed: the benchmark's quiet-machine check.
-
-    Busy time of all CPUs (/proc/stat) minus this process's own CPU time (os.times(), children
-    included), over the wall time between ``start()`` and ``stop()``: the average number of
-    cores something else kept busy.  Steal (the hypervisor running other guests on our vCPUs) is
-    reported beside it.  Where /proc/stat is missing the numbers are None and the check says so.
-    """
+    """The quiet-machine check: the cores other processes kept busy while this one timed, on average
+    (all CPUs' busy time from /proc/stat less this process's own CPU time, over the wall time)."""
 
     def start(self) -> "LoadMeter":
-        t = os.times()
-        self._t0, self._own0, self._stat0 = time.perf_counter(), t.user + t.system + t.children_user + \
-            t.children_system, _proc_stat_busy()
-        self._load0 = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        self._t0, self._own0, self._busy0 = time.perf_counter(), sum(os.times()[:4]), _busy_seconds()
         return self
 
     def stop(self) -> dict:
-        t = os.times()
-        wall = time.perf_counter() - self._t0
-        own = t.user + t.system + t.children_user + t.children_system - self._own0
-        stat = _proc_stat_busy()
-        out = {"wall_s": wall, "own_cpu_s": own, "load_average_at_start": self._load0,
-               "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               "threshold_other_cores": QUIET_OTHER_CORES}
-        if stat is None or self._stat0 is None or wall <= 0:
-            out.update(other_cores=None, steal_cores=None, quiet=None,
-                       verdict="unknown (no /proc/stat): look at the IQRs")
-            return out
-        busy, steal = stat[0] - self._stat0[0], stat[1] - self._stat0[1]
-        other = max(0.0, (busy - own) / wall)
-        out.update(other_cores=other, steal_cores=steal / wall,
-                   quiet=other <= QUIET_OTHER_CORES and steal / wall <= QUIET_OTHER_CORES)
-        out["verdict"] = (f"{'quiet' if out['quiet'] else 'NOT quiet'}: other processes kept {other:.2f} cores busy "
-                          f"on average (steal {steal / wall:.2f}) while this run timed; quiet means <= "
-                          f"{QUIET_OTHER_CORES} cores")
-        return out
+        wall, own, busy = time.perf_counter() - self._t0, sum(os.times()[:4]) - self._own0, _busy_seconds()
+        if busy is None or self._busy0 is None or wall <= 0:
+            return {"other_cores": None, "quiet": None, "verdict": "unknown (no /proc/stat): look at the IQRs"}
+        other = max(0.0, (busy - self._busy0 - own) / wall)
+        quiet = other <= QUIET_OTHER_CORES
+        return {"other_cores": other, "quiet": quiet, "wall_s": wall,
+                "verdict": f"{'quiet' if quiet else 'NOT quiet'}: other processes kept {other:.2f} cores busy on "
+                           f"average while this run timed; quiet means <= {QUIET_OTHER_CORES} cores"}

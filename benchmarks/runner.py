@@ -168,7 +168,7 @@ def run(cfg: Config, log=print) -> dict:
         run_interleaved(everything, cfg.repeats, cfg.settle_s, cfg.seed, tick=bar.update)
         bar.close()
         quiet = meter.stop()
-        memory = _memory(points, cfg, backends) if cfg.memory else []
+        memory = _memory(points, cfg) if cfg.memory else []
     finally:
         if limits is not None:
             limits.restore_original_limits()
@@ -197,7 +197,7 @@ def _limit_blas(threads):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
-def _memory(points: list[Point], cfg: Config, backends: dict) -> list[dict]:
+def _memory(points: list[Point], cfg: Config) -> list[dict]:
     rows = {}
     for p in points:
         name, hidden, mode, batch = p.key
