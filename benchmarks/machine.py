@@ -45,42 +45,28 @@ def check_cuda() -> None:
                               f"built for CUDA {torch.version.cuda or 'none'}: torch.cuda.is_available() is False)")
 
 
-def describe(torch_needed: bool = True) -> dict:
+def describe() -> dict:
     """Everything about the machine and software that the numbers depend on."""
     import numpy as np
+    import torch
 
     from numpy_vae.kernels.threads import available_cores   # the cores Adam's threads are counted from
-    info = {**_cpuinfo(),
-            "logical_cpus": os.cpu_count(),
-            "usable_cpus": available_cores(),
+    info = {**_cpuinfo(), "logical_cpus": os.cpu_count(), "usable_cpus": available_cores(),
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "os": platform.platform(), "python": sys.version.split()[0], "numpy": np.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                      "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "CUDA_VISIBLE_DEVICES") if k in os.environ}
-    info["thread_env"] = env
-    if torch_needed:
-        import torch
-        info.update({"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                     "torch_interop_threads": torch.get_num_interop_threads(),
-                     "torch_blas": _torch_blas(torch), "cuda_available": torch.cuda.is_available(),
-                     "float32_matmul_precision": torch.get_float32_matmul_precision()})
-        info["gpu"] = None
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            info.update({"gpu": torch.cuda.get_device_name(0), "gpu_memory_gb": round(props.total_memory / 2**30, 1),
-                         "gpu_count": torch.cuda.device_count(), "cuda_version": torch.version.cuda,
-                         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32)})
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "thread_env": {k: v for k, v in os.environ.items() if k in (
+                "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
+                "OPENBLAS_THREAD_TIMEOUT", "CUDA_VISIBLE_DEVICES")},
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cuda_available": torch.cuda.is_available(), "gpu": None,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update({"gpu": torch.cuda.get_device_name(0), "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+                     "cuda_version": torch.version.cuda, "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32)})
     info["blas"] = blas_info()        # after importing torch, so its OpenMP runtime is listed too
     return info
-
-
-def _torch_blas(torch) -> str:
-    cfg = torch.__config__.show()
-    for line in cfg.splitlines():
-        if "BLAS_INFO" in line:
-            return line.split("BLAS_INFO=")[-1].split(",")[0]
-    return "mkl" if torch.backends.mkl.is_available() else "unknown"
 
 
 def label(info: dict) -> str:

@@ -306,7 +306,8 @@ def plot_scaling(results: dict, path) -> bool:
                       ls=":", color=line[0].get_color())
         if k.get("knee_batch"):
             ax_b.axvline(k["knee_batch"], color=line[0].get_color(), lw=0.8, alpha=0.5)
-    ax_w.set(xscale="log", yscale="log", xlabel="first hidden width", ylabel="ms per training step")
+    ax_w.set_xscale("log", base=2)
+    ax_w.set(yscale="log", xlabel="first hidden width", ylabel="ms per training step")
     ax_w.set_title(f"against width (batch {results['config']['scaling_batch']})", fontsize=10)
     batches = sorted({r["batch"] for r in _grid(results) if "ms" in r})
     if batches:

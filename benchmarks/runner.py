@@ -112,10 +112,9 @@ def build(cfg: Config, pool: DataPool, log) -> tuple[list[Point], dict, dict]:
                 failed[key] = _one_line(e)
                 log(f"bench: {name} {mode} at batch {batch}: {failed[key]}")
                 continue
-            spec = backend.model.spec if hasattr(backend.model, "spec") else None
-            flops = (F.spec_step_flops(spec, mode, batch) if cfg.arch != "mlp" and spec is not None
-                     else F.step_flops(mode, batch, hidden, cfg.latent))
-            meta = {"label": mode}
+            flops = F.spec_step_flops(backend.model.spec, mode, batch)
+            meta = {"label": mode, "description": f"batch {batch}" + (
+                f", hidden {'-'.join(map(str, hidden))}" if hidden != tuple(cfg.hidden) and cfg.arch == "mlp" else "")}
             if c.library == "torch":
                 from .steps import adam_kind
                 meta["adam"] = adam_kind(backend.optimizer)
@@ -135,8 +134,7 @@ def run(cfg: Config, log=print) -> dict:
     threads = cfg.threads or _torch_threads()
     try:
         points, failed, backends = build(cfg, pool, log)
-        params = F.num_params(cfg.hidden, cfg.latent) if cfg.arch == "mlp" else \
-            next(iter(backends.values())).model.spec.num_params
+        params = next(iter(backends.values())).model.spec.num_params
         extra = rate_points(cfg.contestants, cfg.device, cfg.matmul_n, params, cfg.seed)
         if cfg.alone:
             from numpy_vae.kernels.threads import available_cores
@@ -224,10 +222,10 @@ def analyse(points: list[Point], failed: dict, extra: list[Point], cfg: Config, 
     for p in points:
         name, hidden, mode, batch = p.key
         c = CONTESTANTS[name]
-        rate = rates.get(f"numpy-{c.dtype}" if c.library == "numpy" else f"torch-{cfg.device}", {})
+        # the machine's rate: NumPy's float32 (float64) matmul for every CPU contestant, torch's on the GPU
+        rate = rates.get("torch-cuda" if c.library == "torch" and cfg.device == "cuda" else f"numpy-{c.dtype}", {})
         s = summarize(p.seconds)
-        n_params = F.num_params(hidden, cfg.latent) if cfg.arch == "mlp" else params
-        floor = F.floor_seconds(p.flops, n_params, np.dtype(c.dtype).itemsize, rate.get("gflops"),
+        floor = F.floor_seconds(p.flops, F.num_params(hidden, cfg.latent) if cfg.arch == "mlp" else params, np.dtype(c.dtype).itemsize, rate.get("gflops"),
                                 rate.get("pass_gbytes"), mode)
         ref = by_key.get(("numpy-f32", hidden, mode, batch))
         r = {"backend": name, "hidden": list(hidden), "mode": mode, "batch": batch, "adam": p.meta.get("adam"),

@@ -44,8 +44,9 @@ def calibrate(point: Point, target_s: float, threads: int, warmup: int = 2) -> N
     for _ in range(warmup):
         point.step()
     point.timer = Timer(stmt="step()", globals={"step": point.step}, num_threads=threads,
-                        label=point.meta.get("label", "step"), sub_label=str(point.key[0]),
-                        description=" ".join(map(str, point.key[1:])))
+                        label=point.meta.get("label", str(point.key[0])), sub_label=str(point.key[0 if "label" in
+                                                                                           point.meta else 1]),
+                        description=point.meta.get("description", " ".join(map(str, point.key[2:])) or "-"))
     m = point.timer.blocked_autorange(min_run_time=target_s)
     point.n_steps = max(1, round(target_s / max(m.median, 1e-9)))
 
