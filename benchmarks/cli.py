@@ -1,13 +1,5 @@
-"""``vae bench`` (also ``python -m benchmarks``): a few options and named presets.
-
-    vae bench                the full run: numpy-f32, numpy-f64, torch-fused, batches 1..4096, train and
-                             inference, hidden-width sweep, phases, optimizer alone, memory, figures (bench.md)
-    vae bench --quick        the same, short: batches 1,32,128,1024, widths 128,512,1024, 5 repeats
-    vae bench --peers        NumPy against every torch setup (default, foreach, fused Adam, torch.compile),
-                             batches 1,16,128,1024, training step only (peers.md)
-    vae bench --conv         the conv VAE's training step, NumPy against torch, and its layers (conv.md)
-    vae bench --cuda         the torch contestants on the GPU (with any of the above; alone: --peers --cuda)
-    vae bench --load         threads under load: 1 against 2 threads, with one core busy or not (load.md)
+"""``vae bench`` (also ``python -m benchmarks``): a few options and named presets (the full run, ``--quick``,
+``--peers``, ``--conv``, ``--cuda``, ``--load``; see ``vae bench --help`` and docs/benchmarks.md).
 
 Registered with ``vae`` through the entry point ``vae_from_scratch.commands: bench``; importing this
 module is cheap (NumPy, torch and matplotlib load when the command runs).

@@ -18,15 +18,9 @@ The formula (B = batch size; every Linear maps ``n_in -> n_out``; P = number of 
 The two heads (fc_mu and fc_logvar, 256 -> L each) count as one 256 -> 2L Linear;
 the FLOPs are the same either way.
 
-Explicitly NOT counted: bias additions and bias gradients, ReLU and its mask,
-the reparameterization, the Bernoulli log-likelihood (sigmoid/softplus), the KL
-term, and everything else elementwise or memory-bound.  They are O(B * sum of
-layer widths), not O(B * sum of layer products): for the default 784-512-256
-model that is some 2,600 activations per sample against about 1.07 million
-multiply-adds, so together under 3% of the count even at ~10 FLOPs per
-activation.  The count is therefore the matmul work (plus Adam), the part a BLAS
-can do at the machine's matrix-multiply rate, which is what "fraction of the
-matmul peak" compares against.
+NOT counted: bias, ReLU, the reparameterization, the likelihood, the KL and everything else elementwise:
+O(B * sum of widths), some 2,600 activations per sample against 1.07 million multiply-adds, under 3% of the
+count.  The count is the matmul work (plus Adam): what a BLAS does at the machine's matmul rate.
 """
 from __future__ import annotations
 

@@ -130,8 +130,10 @@ def run(cfg: Config, log=print) -> dict:
     t_start = time.perf_counter()
     info = machine.describe()
     pool = DataPool(cfg.data_dir, max(4096, 4 * max([*cfg.batches, cfg.scaling_batch])), cfg.seed)
-    limits = _limit_blas(cfg.threads)
-    threads = cfg.threads or _torch_threads()
+    import torch
+    from threadpoolctl import threadpool_limits
+    limits = threadpool_limits(limits=cfg.threads, user_api="blas") if cfg.threads else None
+    threads = cfg.threads or torch.get_num_threads()
     try:
         points, failed, backends = build(cfg, pool, log)
         params = next(iter(backends.values())).model.spec.num_params
@@ -181,18 +183,6 @@ def run(cfg: Config, log=print) -> dict:
         results["epoch"] = compare_epochs(cfg.data_dir, repeats=max(1, cfg.repeats // 5), log=log)
     results["seconds"] = time.perf_counter() - t_start
     return results
-
-
-def _torch_threads() -> int:
-    import torch
-    return torch.get_num_threads()
-
-
-def _limit_blas(threads):
-    if threads is None:
-        return None
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _memory(points: list[Point], cfg: Config) -> list[dict]:
