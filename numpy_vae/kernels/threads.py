@@ -42,7 +42,7 @@ class ThreadTuner:
     option in turn; the option with the lowest median is used until the next trial.  Which
     threads run a step never changes its result (the tuned Adam is bitwise the same for any), only
     its time, so this is safe to do in the middle of a run: on a quiet machine two threads win, and
-    when another process takes a core, one thread does (measured: see benchmarks/load.py).
+    when another process takes a core, one thread does (measured: see `vae bench --load`).
     """
 
     def __init__(self, options, period: int = 256, trial: int = 3, first: int = 3):
