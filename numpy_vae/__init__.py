@@ -5,6 +5,7 @@
     numpy_vae.specs     architectures as data, read by this package and by torch_vae
     numpy_vae.model     the NumPy interpreter of a spec: VAE, build_model
     numpy_vae.hvae      several stochastic layers (Burda et al.'s two-layer model): HVAE
+    numpy_vae.load      a checkpoint's model (numpy_vae.training.restore: the one loader)
     numpy_vae.objectives  the importance-weighted bound as a training objective (iwae_loss)
     numpy_vae.inputs    the checks at every model entry point (InputError)
     numpy_vae.streams   the named random streams
@@ -24,7 +25,7 @@ _EXPORTS = {"HVAE": "hvae", "HVAESpec": "specs", "InputError": "inputs", "VAE": 
             "VAESpec": "specs", "make_spec": "specs", "mlp_spec": "specs", "parameter_shapes": "specs",
             "draw_eps": "streams"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "load"])
 
 
 def __getattr__(name: str):
@@ -41,3 +42,12 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted({*globals(), *_EXPORTS})
+
+
+def load(path, dtype=None):
+    """The model saved in a checkpoint (a ``.npz`` of either backend, a run folder, or a torch state_dict),
+    built from the spec the checkpoint carries, weights loaded, in evaluation mode: a ``VAE``, or an ``HVAE``
+    for several stochastic layers.  ``dtype``: float32 or float64, default the checkpoint's.  The loader
+    every command uses: ``numpy_vae.training.restore``."""
+    from .training.restore import load_model
+    return load_model(path, dtype)

@@ -266,14 +266,20 @@ class VAE:
 
 
 def build_model(arch: str = "mlp", latent: int = 20, hidden=(512, 256), beta: float = 1.0,
-                dtype=np.float32, seed: int | np.random.Generator = 0, kernels: str = "fast", **options) -> VAE:
+                dtype=np.float32, seed: int | np.random.Generator = 0, kernels: str = "fast",
+                spec: VAESpec | None = None, **options) -> VAE:
     """The project's model factory; ``torch_vae.build_model`` takes the same arguments.
 
     ``options``: the MLP's activation, batchnorm, dropout, likelihood, likelihood_variance
-    (``numpy_vae.specs.mlp_spec``).  Raises SpecError (a ValueError) naming the argument for an
-    architecture that cannot be built.  ``kernels`` (NumPy only): "fast" or "reference" (numpy_vae.interpret).
+    (``numpy_vae.specs.mlp_spec``).  ``spec``: build exactly this architecture instead (a checkpoint's,
+    say); then ``arch``, ``latent``, ``hidden`` and ``options`` are not used, and options are refused.
+    Raises SpecError (a ValueError) naming the argument for an architecture that cannot be built.
+    ``kernels`` (NumPy only): "fast" or "reference" (numpy_vae.interpret).
     """
-    spec = specs.make_spec(arch, hidden=hidden, latent=latent, **options)
+    if spec is None:
+        spec = specs.make_spec(arch, hidden=hidden, latent=latent, **options)
+    elif options:
+        raise SpecError(f"build_model(spec=...) builds the spec as it is; it takes no options ({sorted(options)})")
     if isinstance(spec, specs.HVAESpec):          # several stochastic layers (arch "burda2")
         return HVAE(spec, beta=beta, dtype=dtype, seed=seed, kernels=kernels)
     return VAE(spec, beta=beta, dtype=dtype, seed=seed, kernels=kernels)

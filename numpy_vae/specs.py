@@ -293,6 +293,7 @@ class VAESpec:
     likelihood: str = "bernoulli"
     input_shape: tuple[int, ...] = (INPUT_DIM,)
     likelihood_variance: float = 1.0
+    kind = "vae"        # the top-level "kind" of its JSON form: see spec_from_json
 
     def __post_init__(self):
         _positive_int("latent", self.latent)
@@ -374,8 +375,23 @@ class VAESpec:
     def num_params(self) -> int:
         return sum(math.prod(s) for s in self.parameter_shapes().values())
 
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every parameter and buffer, in ``state_dict()`` order: what a checkpoint holds."""
+        shapes = {**self.parameter_shapes(), **{n: s for n, (s, _) in self.buffer_shapes().items()}}
+        return {n: shapes[n] for n in self.state_names()}
+
+    def summary(self) -> str:
+        """The architecture in one line: ``mlp: 784 -> Linear(784, 200), Tanh(), ... -> z 50 -> ... -> bernoulli``."""
+        shape = "x".join(map(str, self.input_shape))
+        encoder = ", ".join(map(repr, self.encoder))
+        decoder = ", ".join(map(repr, self.decoder))
+        likelihood = self.likelihood if self.likelihood == "bernoulli" else \
+            f"{self.likelihood} (variance {self.likelihood_variance:g})"
+        return (f"{self.name}: {shape} -> {encoder} -> fc_mu, fc_logvar Linear({self.head_features}, {self.latent}) "
+                f"-> z {self.latent} -> {decoder} -> {likelihood}; {self.num_params:,} parameters")
+
     def to_json(self) -> dict:
-        return {"name": self.name, "encoder": [layer_to_json(l) for l in self.encoder], "latent": self.latent,
+        return {"kind": self.kind, "name": self.name, "encoder": [layer_to_json(l) for l in self.encoder], "latent": self.latent,
                 "decoder": [layer_to_json(l) for l in self.decoder], "likelihood": self.likelihood,
                 "input_shape": list(self.input_shape), "likelihood_variance": self.likelihood_variance}
 
@@ -525,6 +541,20 @@ class HVAESpec:
     def state_names(self) -> list[str]:
         return list(self.parameter_shapes())
 
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every parameter (no buffers): what a checkpoint holds."""
+        return self.parameter_shapes()
+
+    def summary(self) -> str:
+        """The architecture in one line: each stochastic layer's net and size, the likelihood's net."""
+        def net(layers):
+            return ", ".join(map(repr, layers)) or "identity"
+        q = "; ".join(f"q{l + 1}: {net(s.net)} -> Gaussian {s.latent}" for l, s in enumerate(self.encoder))
+        p = "; ".join(f"p{l + 1}: {net(s.net)} -> Gaussian {s.latent}" for l, s in enumerate(self.decoder))
+        return (f"{self.name}: {self.input_dim} -> {q} | prior N(0, I) on h{len(self.encoder)}"
+                + (f"; {p}" if p else "") + f" | px: {net(self.likelihood_net)} -> {self.likelihood}; "
+                f"{self.num_params:,} parameters")
+
     def dropout_layers(self) -> dict[str, float]:
         return {}
 
@@ -554,6 +584,24 @@ class HVAESpec:
                        input_shape=tuple(d.get("input_shape", (INPUT_DIM,))), likelihood=d.get("likelihood", "bernoulli"))
         except (KeyError, TypeError) as e:
             raise SpecError(f"not a spec of stochastic layers ({type(e).__name__}: {e})") from None
+
+
+#: The spec classes by the top-level "kind" of their JSON form (a class with ``kind``, ``to_json``, ``from_json``).
+SPEC_KINDS = {VAESpec.kind: VAESpec, HVAESpec.kind: HVAESpec}
+
+
+def spec_from_json(d) -> VAESpec | HVAESpec:
+    """The spec a JSON object describes (``spec.to_json()``), by its top-level "kind" (see ``SPEC_KINDS``).
+
+    The one entry point from JSON to a spec: checkpoints carry their model's spec this way.  A missing
+    "kind" is read as "vae" (the only kind there was before the field existed).
+    """
+    if not isinstance(d, dict):
+        raise SpecError(f"not a model spec: expected a JSON object, got {type(d).__name__}")
+    kind = d.get("kind", VAESpec.kind)
+    if kind not in SPEC_KINDS:
+        raise SpecError(f"model spec kind {kind!r} is unknown; known kinds: {sorted(SPEC_KINDS)}")
+    return SPEC_KINDS[kind].from_json(d)
 
 
 def _refuse_options(arch: str, options: dict, activation: str, what: str, hint: str = "") -> None:

@@ -68,5 +68,6 @@ def test_vae_parity_on_a_checkpoint(tmp_path, capsys):
                  "--steps", "0", "--batch-size", "2", "--data-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "latent=2 hidden=8 beta=0.5" in out and "weights=checkpoint" in out
+    assert "model: mlp: 784 -> Linear(784, 8), ReLU() -> fc_mu, fc_logvar Linear(8, 2)" in out
+    assert "beta=0.5" in out and "weights=checkpoint" in out
     assert "Adam steps" not in out and "float32" not in out

@@ -11,6 +11,7 @@ from numpy_vae.cli import main
 from numpy_vae.report.evaluations import read_history
 from numpy_vae.report.paper import PAPER_ROWS, REPRODUCED, is_paper_setup, read_results, stochastic_layers
 from numpy_vae.training.checkpoint import load_checkpoint, save_checkpoint
+from numpy_vae.training.restore import read_saved
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
@@ -33,10 +34,11 @@ def test_the_committed_table_reads_what_the_runs_wrote(tmp_path, capsys):
     assert len(rows) == len(folders) >= 2
     held = set()
     for folder in folders:
-        _, _, meta = load_checkpoint(folder / "last.npz")
-        config = meta["config"]
-        assert is_paper_setup(config)
-        key = (stochastic_layers(config), config["objective"], config["samples"] if config["objective"] == "iwae" else 1)
+        saved = read_saved(folder / "last.npz")
+        meta, config = saved.meta, saved.meta["config"]
+        assert is_paper_setup(config, saved.spec)
+        key = (stochastic_layers(saved.spec), config["objective"],
+               config["samples"] if config["objective"] == "iwae" else 1)
         held.add(key)
         label, paper = PAPER_ROWS[key]
         row = next(r for r in rows if r.startswith(f"| `{folder.name}` "))
@@ -119,12 +121,13 @@ def test_a_two_layer_run_has_its_row_and_a_prefix_estimate_is_not_compared(small
     run = results / "burda2-vae"
     shutil.copytree(small_burda2_run, run)
     params, optim, meta = load_checkpoint(run / "last.npz")
-    assert not is_paper_setup(meta["config"])                 # 1 epoch: not the paper's schedule
+    spec = read_saved(run).spec
+    assert not is_paper_setup(meta["config"], spec)           # 1 epoch: not the paper's schedule
     meta["config"] = {**meta["config"], "epochs": 3280}
-    assert not is_paper_setup(meta["config"])                 # 40 training images: not the paper's data
+    assert not is_paper_setup(meta["config"], spec)           # 40 training images: not the paper's data
     meta["config"]["train_limit"] = None
     save_checkpoint(run / "last.npz", params, optim, meta)
-    assert is_paper_setup(meta["config"]) and stochastic_layers(meta["config"]) == 2
+    assert is_paper_setup(meta["config"], spec) and stochastic_layers(spec) == 2
     rc, out, err = run_cli(["paper-table", str(results)], capsys)
     assert rc == 0, err
     assert "| `burda2-vae` | 2 stochastic layers, VAE, trained with k = 1 | 85.33 | not evaluated at k = 5000" in out

@@ -67,7 +67,8 @@ class TorchBackend:
         self.optimizer = torch.optim.Adam(self.params, lr=lr, eps=adam_eps, weight_decay=weight_decay, fused=True)
         self.clip_grad_norm = clip_grad_norm
         self.objective = objective            # "elbo", or "iwae": then eps is (B, K, L), K draws per image
-        self.param_shapes = self.model.spec.parameter_shapes()
+        self.spec = self.model.spec
+        self.param_shapes = self.spec.parameter_shapes()
         self.state_shapes = {n: tuple(t.shape) for n, t in self.model.state_dict().items()}
         self._dropout = self.model.spec.dropout_layers()
         self.noise_dim = getattr(self.model, "noise_dim", self.model.latent)   # the width of one draw of eps

@@ -190,17 +190,18 @@ class TorchVAE(nn.Module):
 
 def build_model(arch: str = "mlp", latent: int = 20, hidden=(512, 256), beta: float = 1.0,
                 dtype: torch.dtype = torch.float32, seed: int | np.random.Generator = 0,
-                device="cpu", **options) -> TorchVAE:
-    """``numpy_vae.build_model``'s twin: same arguments (dtype a torch dtype) plus ``device``.
+                device="cpu", spec: VAESpec | None = None, **options) -> TorchVAE:
+    """``numpy_vae.build_model``'s twin: same arguments (dtype a torch dtype, ``spec`` too) plus ``device``.
 
     The weights (and BatchNorm's buffers) are those ``numpy_vae.build_model`` makes with the same seed,
     bit for bit.
     """
     tdtype = torch_dtype(dtype)
     reference = numpy_vae.build_model(arch, latent=latent, hidden=hidden, beta=beta,
-                                      dtype=numpy_dtype(tdtype), seed=seed, **options)
+                                      dtype=numpy_dtype(tdtype), seed=seed, spec=spec, **options)
     # Built on the meta device (no memory, no throw-away init), then given storage and the NumPy weights.
     module = TorchVAE(reference.spec, beta=reference.beta, dtype=tdtype, device="meta")
     module.to_empty(device=device)
     to_torch(reference.state_dict(), module)
     return module
+

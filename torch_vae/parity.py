@@ -36,6 +36,7 @@ the optimizers: in float64 the same steps agree to ~1e-15.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +249,7 @@ def noise_width(model_config: dict) -> int:
     """The width of one draw of eps for ``model_config`` (build_model's arguments): the latent size, or
     d_1 + ... + d_L for several stochastic layers."""
     c = {k: v for k, v in model_config.items() if k not in ("dtype", "beta")}
-    spec = numpy_vae.make_spec(c.pop("arch", "mlp"), **c)
+    spec = c["spec"] if "spec" in c else numpy_vae.make_spec(c.pop("arch", "mlp"), **c)
     return getattr(spec, "noise_dim", spec.latent)
 
 
@@ -377,15 +378,16 @@ def _input_batches(data_dir: str, batch: int, count: int, seed: int) -> tuple[li
 
 def run_report(model_config: dict, dtypes: list[str], devices: list[str], batch: int, steps: int, seed: int,
                lr: float, data_dir: str, params: dict | None = None, out=print) -> bool:
-    """Print the report for each device and dtype; True if every relative error is within tolerance."""
+    """Print the report for each device and dtype; True if every relative error is within tolerance.
+
+    model_config: {"spec": the numpy_vae.specs spec, "beta": the KL weight}."""
     batches, source = _input_batches(data_dir, batch, max(steps, 1), seed)
     cfg = {k: v for k, v in model_config.items() if k != "dtype"}
+    spec = cfg["spec"]
     out(f"vae parity: numpy_vae (hand-written backward, NumPy Adam) vs torch_vae (autograd, torch.optim.Adam)")
-    sizes = f" hidden={','.join(map(str, cfg['hidden']))}" if cfg["arch"] == "mlp" else ""
-    options = {k: v for k, v in cfg.items() if k not in ("arch", "latent", "hidden", "beta")}
-    sizes += "".join(f" {k}={v}" for k, v in options.items())
-    out(f"config: arch={cfg['arch']} latent={cfg['latent']}{sizes} beta={cfg['beta']:g} "
-        f"batch={batch} seed={seed}" + (" weights=checkpoint" if params is not None else " weights=init(seed)"))
+    out(f"model: {spec.summary()}")
+    out(f"config: beta={cfg['beta']:g} batch={batch} seed={seed}"
+        + (" weights=checkpoint" if params is not None else " weights=init(seed)"))
     out(f"input: {source}; eps from numpy_vae.streams.noise_stream(seed)")
     out("rel.err = ||numpy - torch|| / ||torch||;  allclose: rtol = tol, atol = tol * max|torch|")
     ok = True
@@ -452,7 +454,8 @@ def register(sub) -> None:
     p.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam's learning rate")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights, batches and noise")
     p.add_argument("--checkpoint", default=None, metavar="NPZ",
-                   help="use the weights and model config of a checkpoint (runs/NAME/last.npz) instead of the init")
+                   help="use the weights and the model (its stored spec) of a checkpoint (runs/NAME/last.npz) "
+                        "instead of the init; --beta given explicitly wins over its beta")
     add_data_dir(p)
     p.set_defaults(func=run)
 
@@ -463,30 +466,33 @@ def run(args) -> int:
     refuse_file_as_data_dir(args.data_dir, " (or leave it out: without MNIST the comparison uses synthetic images)")
     from numpy_vae.presets import preset_values
     from numpy_vae.config import TrainConfig
-    base = TrainConfig(**{**vars(TrainConfig()), **(preset_values(args.preset) if args.preset else {})})
-    config = {"arch": base.arch, "latent": base.latent, "hidden": tuple(base.hidden), "beta": base.beta}
-    if args.preset:
-        config.update({k: v for k, v in base.spec_options().items() if v != getattr(TrainConfig(), k)})
-    config.update({k: (tuple(v) if k == "hidden" else v) for k in ("arch", "latent", "hidden", "beta")
-                   if (v := getattr(args, k)) is not None})
-    args.arch, args.latent, args.hidden, args.beta = (config[k] for k in ("arch", "latent", "hidden", "beta"))
+    from numpy_vae.specs import SpecError
     params = None
-    if args.checkpoint is not None:
-        from numpy_vae.specs import make_spec
-        from numpy_vae.training.checkpoint import check_params, load_checkpoint
-        params, _, meta = load_checkpoint(args.checkpoint)
-        saved = meta.get("config", {})
-        config.update(arch=saved.get("arch", args.arch), latent=saved.get("latent", args.latent),
-                      hidden=tuple(saved.get("hidden", args.hidden)), beta=saved.get("beta", args.beta))
-        spec = make_spec(config["arch"], hidden=config["hidden"], latent=config["latent"])
-        check_params(params, spec.parameter_shapes(), Path(args.checkpoint))
+    if args.checkpoint is not None:              # the model as the checkpoint stores it: numpy_vae's one loader
+        from numpy_vae.training.restore import read_saved
+        saved = read_saved(args.checkpoint)
+        spec, beta, params = saved.spec, saved.config.beta, saved.params
+        if any(getattr(args, k) is not None for k in ("preset", "arch", "latent", "hidden")):
+            print("(--checkpoint: the model is the checkpoint's; --preset, --arch, --latent and --hidden are not used)")
+        if args.beta is not None:
+            beta = args.beta
+    else:
+        base = TrainConfig(**{**vars(TrainConfig()), **(preset_values(args.preset) if args.preset else {})})
+        changes = {k: (tuple(v) if k == "hidden" else v) for k in ("arch", "latent", "hidden", "beta")
+                   if (v := getattr(args, k)) is not None}
+        config = dataclasses.replace(base, **changes)
+        try:
+            spec = config.spec()
+        except SpecError as e:
+            raise ConfigError(str(e)) from None
+        beta = config.beta
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine (torch.cuda.is_available() is False); "
                           "use --device cpu")
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
-    ok = run_report(config, dtypes, devices[args.device], args.batch_size, args.steps, args.seed, args.lr,
-                    args.data_dir, params=params)
+    ok = run_report({"spec": spec, "beta": beta}, dtypes, devices[args.device], args.batch_size, args.steps,
+                    args.seed, args.lr, args.data_dir, params=params)
     if args.device == "all" and not torch.cuda.is_available():
         print("(no CUDA on this machine: torch.cuda.is_available() is False; CPU only)")
     return 0 if ok else 1

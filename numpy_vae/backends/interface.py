@@ -36,6 +36,7 @@ class Backend(Protocol):
 
     name: str
     dtype: np.dtype
+    spec: object                                 # the model's numpy_vae.specs spec (checkpoints store it)
     param_shapes: dict[str, tuple[int, ...]]     # the parameters, state_dict() order
     state_shapes: dict[str, tuple[int, ...]]     # parameters and buffers (BatchNorm's statistics), state_dict() order
 

@@ -34,9 +34,9 @@ class NumpyBackend:
         self.objective = objective            # "elbo", or "iwae": then eps is (B, K, L), K draws per image
         self.dtype = self.model.dtype
         self.noise_dim = getattr(self.model, "noise_dim", self.model.latent)   # the width of one draw of eps
+        self.spec = self.model.spec
         self.param_shapes = self.model.spec.parameter_shapes()
-        self.state_shapes = {**self.param_shapes, **{n: s for n, (s, _) in self.model.spec.buffer_shapes().items()}}
-        self.state_shapes = {n: self.state_shapes[n] for n in self.model.spec.state_names()}
+        self.state_shapes = self.model.spec.state_shapes()
 
     # ------------------------------------------------------------- training
     def draw_masks(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray] | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from importlib import metadata
 
+import numpy as np
+
 from ..config import ConfigError, TrainConfig, validate_config
 from .numpy_backend import NumpyBackend
 
@@ -18,15 +20,18 @@ def available_backends() -> list[str]:
     return sorted({"numpy", *(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))})
 
 
-def make_backend(config: TrainConfig):
-    """The backend named by ``config.backend``, built for ``config``.
+def make_backend(config: TrainConfig, spec=None):
+    """The backend named by ``config.backend``, built for ``config``: the model ``spec`` (a checkpoint's,
+    read by ``training.restore``), else the one the config describes (``config.spec()``).
 
     A backend that cannot be loaded or cannot use the device raises ConfigError, and so
     does a config that fails :func:`~numpy_vae.config.validate_config` (checked first, so
     a config read from an untrusted checkpoint cannot make a model of absurd size).
     """
     validate_config(config)
-    kwargs = dict(model_config=config.model_config(), lr=config.lr, weight_decay=config.weight_decay,
+    model_config = {"spec": config.spec() if spec is None else spec, "beta": config.beta,
+                    "dtype": np.dtype(config.dtype)}
+    kwargs = dict(model_config=model_config, lr=config.lr, weight_decay=config.weight_decay,
                   seed=config.seed, clip_grad_norm=config.clip_grad_norm, device=config.device,
                   adam_eps=config.adam_eps, objective=config.objective, threads=config.threads, kernels=config.kernels)
     if config.backend == "numpy":

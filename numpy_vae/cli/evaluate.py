@@ -88,7 +88,7 @@ def run(args) -> int:
     from ..streams import binarize, heldout_binarize_stream
     from ..inputs import InputError
     from ..report import HISTORY_FILE, save_evaluation
-    from ..training.restore import load_backend, resolve_checkpoint
+    from ..training.restore import SPEC_SOURCES, backend_of, read_saved
     if args.limit is not None and args.limit < 2:
         raise UsageError(f"--limit {args.limit}: the standard error over the test images needs at least 2; "
                          f"pass --limit 2 or more")
@@ -96,29 +96,29 @@ def run(args) -> int:
         raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
     refuse_file_as_data_dir(args.data_dir)
     per_image = None if args.per_image is None else check_per_image_path(args.per_image)
-    path = resolve_checkpoint(args.checkpoint)
-    backend, config, meta = load_backend(path, backend=args.backend, device=args.device)
+    saved = read_saved(args.checkpoint)
+    path, config, meta, spec = saved.path, saved.config, saved.meta, saved.spec
+    backend, _ = backend_of(saved, backend=args.backend, device=args.device)
     if not hasattr(backend, "decode_logits"):
         raise UsageError(f"--backend {args.backend}: this backend has no decode_logits(z) method, which the "
                          f"likelihood needs; use --backend numpy")
     data_dir = args.data_dir or os.environ.get("VAE_DATA_DIR") or config.data_dir
     test_x, _ = load_mnist(data_dir, "test")      # its error says how to fetch MNIST
     test_set = args.test_set if args.test_set != "auto" else ("grey" if config.binarize == "none" else "binarized")
-    if config.likelihood == "gaussian":
+    if spec.likelihood == "gaussian":
         if args.test_set == "binarized":
             raise UsageError("--test-set binarized: this model has a Gaussian likelihood, a density on grey levels; "
                              "use --test-set grey")
-        test_set, log_likelihood = "gaussian", gaussian_log_likelihood(config.likelihood_variance)
+        test_set, log_likelihood = "gaussian", gaussian_log_likelihood(spec.likelihood_variance)
     else:
         log_likelihood = bernoulli_log_likelihood
     if test_set == "binarized":
         test_x = binarize(test_x, heldout_binarize_stream())     # the whole set, so --limit takes a prefix of it
     if args.limit:
         test_x = test_x[:args.limit]
-    sizes = f", hidden {','.join(map(str, config.hidden))}" if config.arch == "mlp" else ""
-    print(f"{path}: {config.arch} VAE, {config.latent}-D latent{sizes}, trained with "
-          f"{meta.get('backend', config.backend)} for {meta.get('epoch', '?')} epochs; evaluated by {args.backend}, "
-          f"K = {args.k}; test set: {test_set}")
+    print(f"{path}: trained with {meta.get('backend', config.backend)} for {meta.get('epoch', '?')} epochs; "
+          f"evaluated by {args.backend}, K = {args.k}; test set: {test_set}")
+    print(f"model ({SPEC_SOURCES[saved.spec_source]}) {spec.summary()}")
     unusable = (f"checkpoint {path}: the network gives non-finite values on the test images, so its weights "
                 f"are unusable (a diverged run?); retrain, or evaluate another checkpoint (e.g. best.npz)")
     try:

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..presets import PRESETS
-from ..training.checkpoint import CheckpointError, load_checkpoint
+from ..config import TrainConfig
+from ..specs import HVAESpec
+from ..training.checkpoint import CheckpointError
+from ..training.restore import read_saved
 from .evaluations import read_history
 from .figures import _pyplot, _save
 
@@ -60,33 +63,40 @@ class ResultRow:
         return self.history[-1] if self.history else None
 
 
-def stochastic_layers(config: dict) -> int:
-    """1, or 2 for the ``burda2`` architecture (Burda et al.'s two-stochastic-layer model)."""
-    return 2 if config.get("arch") == "burda2" else 1
+def stochastic_layers(spec) -> int:
+    """How many stochastic layers a model (its spec, as its checkpoint stores it) has: 1, or as many as an
+    ``HVAESpec`` stacks (2 for the ``burda2`` architecture, Burda et al.'s two-stochastic-layer model)."""
+    return len(spec.encoder) if isinstance(spec, HVAESpec) else 1
 
 
-def is_paper_setup(config: dict) -> bool:
-    """The run trains the paper's model of its number of stochastic layers (the ``burda`` or ``burda2`` preset's
-    architecture) on its data (all of the training set) with its schedule (any objective)."""
-    preset = PRESETS[PAPER_PRESETS[stochastic_layers(config)]]
-    return not config.get("train_limit") and all((tuple(config.get(k) or ()) if k == "hidden" else config.get(k, "mlp" if k == "arch" else None)) == v
-               for k, v in preset.items())
+def is_paper_setup(config: dict, spec) -> bool:
+    """The run trains the paper's model of its number of stochastic layers (the ``burda`` or ``burda2``
+    preset's spec, as its checkpoint stores it) on its data (all of the training set) with its schedule
+    (any objective); ``config`` is the run's saved configuration."""
+    name = PAPER_PRESETS.get(stochastic_layers(spec))
+    if name is None:
+        return False
+    preset = TrainConfig(**PRESETS[name])
+    model_fields = {"arch", "hidden", "latent", *preset.spec_options()}
+    return (not config.get("train_limit") and spec == preset.spec()
+            and all(config.get(k) == v for k, v in PRESETS[name].items() if k not in model_fields))
 
 
 def read_run(folder: Path) -> ResultRow:
     """A run folder's row; CheckpointError or ValueError name the file that cannot be read."""
     folder = Path(folder)
-    _, _, meta = load_checkpoint(folder / "last.npz")
+    saved = read_saved(folder / "last.npz")           # the one loader: the spec the run trained
+    meta = saved.meta
     config, metrics = meta.get("config"), meta.get("metrics")
     if not isinstance(config, dict) or not isinstance(metrics, list) or "epoch" not in meta:
         raise CheckpointError(f"{folder / 'last.npz'}: no config, epoch and metrics in it; pass a run folder "
                               f"written by `vae train`")
     samples = config.get("samples", 1) if config.get("objective") == "iwae" else 1
-    layers = stochastic_layers(config)
+    layers = stochastic_layers(saved.spec)
     key = (layers, config.get("objective", "elbo"), samples)
     what = "1 stochastic layer" if layers == 1 else f"{layers} stochastic layers"
     label, paper = PAPER_ROWS.get(key, (f"{what}, {key[1]}, trained with k = {samples}", None))
-    if not is_paper_setup(config):
+    if not is_paper_setup(config, saved.spec):
         paper, key = None, None
         label += " (not the paper's setup)"
     history = [r for r in read_history(folder) if r["k"] == PAPER_K]

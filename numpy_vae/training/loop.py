@@ -251,7 +251,8 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
                    "beta": kl_weight(config, step - 1, steps_per_epoch), "seconds": time.perf_counter() - t0}
             row = {k: (v if k == "epoch" else float(v)) for k, v in row.items()}
             rows.append(row)
-            meta = {"config": config.to_json(), "epoch": epoch, "step": step, "metrics": rows,
+            meta = {"config": config.to_json(), "spec": backend.spec.to_json(), "epoch": epoch, "step": step,
+                    "metrics": rows,
                     "rng": {name: rng.bit_generator.state for name, rng in rngs.items()},
                     "backend": config.backend}
             # last.npz is the commit point: written after metrics.csv and best.npz (see the module docstring)

@@ -1,20 +1,35 @@
-"""Rebuild a model from a checkpoint of either backend, behind the backend interface.
+"""The one loader: a checkpoint's model spec, read once, and the model (NumPy, torch, a backend) built from it.
 
-Both backends write the same ``.npz`` (see ``checkpoint.py``), whose meta holds
-the training configuration, so a checkpoint written by the torch backend is
-evaluated by the NumPy one and the other way round.  The torch backend is
-reached only through ``backends.make_backend`` (an entry point): numpy_vae
-never imports torch_vae.
+Every checkpoint written by ``vae train`` carries its model's spec as JSON (meta
+``spec``: ``numpy_vae.specs``'s ``to_json``), read back by ``specs.spec_from_json``.
+:func:`read_saved` is the only place a spec comes out of a checkpoint, and every
+command builds its model from what it returns: ``vae train --resume``,
+``evaluate``, ``report``, ``serve``, ``parity --checkpoint``, ``paper-table``,
+``numpy_vae.load`` and ``torch_vae.load``.
+
+Older checkpoints have no spec: theirs is derived here, once, from the flat
+training configuration they carry (arch, hidden, latent, activation, batchnorm,
+dropout, likelihood, likelihood_variance: ``TrainConfig.spec()``); a bare torch
+``state_dict`` without any meta gets the MLP or conv spec its parameter shapes
+describe (ReLU: shapes cannot tell the activation).
+
+Both backends write the same ``.npz`` (see ``checkpoint.py``), so a checkpoint
+written by the torch backend is evaluated by the NumPy one and the other way
+round.  The torch backend is reached only through ``backends.make_backend`` (an
+entry point): numpy_vae never imports torch_vae.
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..backends import make_backend
-from ..config import ConfigError, TrainConfig, validate_config
+from ..config import MAX_PARAMETERS, ConfigError, TrainConfig, validate_config
+from ..model import VAE, build_model
+from ..specs import SpecError, spec_from_json
 from .checkpoint import CheckpointError, check_params, load_checkpoint
 
 
@@ -52,31 +67,108 @@ def architecture_from_params(params: dict, source) -> TrainConfig:
     return TrainConfig(latent=latent, hidden=tuple(hidden), dtype=dtype if dtype in ("float32", "float64") else "float32")
 
 
-def load_backend(checkpoint, backend: str = "numpy", device: str = "cpu"):
-    """(backend, TrainConfig, meta) for the weights in ``checkpoint``, on the backend named ``backend``.
+#: Where a spec came from, in words (``Saved.spec_source``).
+SPEC_SOURCES = {"checkpoint": "as the checkpoint stores it",
+                "config": "derived from the configuration of a checkpoint older than stored specs",
+                "parameters": "derived from the shapes of a bare state_dict: MLP or conv, ReLU"}
 
-    The architecture comes from the checkpoint's meta, or, for a bare torch state_dict
-    without one, from the parameters' shapes.
+
+@dataclass(frozen=True)
+class Saved:
+    """A checkpoint as read by :func:`read_saved`: the model's spec, its arrays, meta and configuration.
+
+    ``config`` is the saved training configuration; for a bare torch state_dict, one with the sizes
+    and dtype its parameters have.  ``spec_source`` says where the spec came from: "checkpoint" (its
+    meta), "config" (an older checkpoint: derived from the configuration) or "parameters" (a bare
+    state_dict: derived from the shapes).
     """
-    path = resolve_checkpoint(checkpoint)
-    params, _, meta = load_checkpoint(path)
-    if isinstance(meta.get("config"), dict):
+    path: Path
+    spec: object                     # numpy_vae.specs.VAESpec (or another kind of spec_from_json)
+    params: dict
+    optim: dict
+    meta: dict
+    config: TrainConfig
+    spec_source: str
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.config.dtype)
+
+
+def _saved_config(meta: dict, params: dict, path: Path) -> TrainConfig:
+    if not isinstance(meta.get("config"), dict):     # a bare state_dict (torch.save): the shapes tell the sizes
+        return architecture_from_params(params, path)
+    try:
+        return TrainConfig.from_json(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: its configuration cannot be read ({e})") from None
+
+
+def saved_spec(meta: dict, config: TrainConfig, path) -> tuple[object, str]:
+    """(spec, where it came from) of a checkpoint: its meta's spec, else derived from its configuration.
+
+    This is the one place a checkpoint's architecture is decided; the derivation for checkpoints
+    written before the spec was stored is ``TrainConfig.spec()`` of their saved (or shape-derived) config.
+    """
+    if "spec" in meta:
         try:
-            config = TrainConfig.from_json(meta["config"])
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {path}: its configuration cannot be read ({e})") from None
-    else:                                   # a bare state_dict (torch.save): read the architecture off the shapes
-        config = architecture_from_params(params, path)
-    config = dataclasses.replace(config, backend=backend, device=device)
+            return spec_from_json(meta["spec"]), "checkpoint"
+        except SpecError as e:
+            raise CheckpointError(f"checkpoint {path}: its model spec cannot be built ({e})") from None
+    try:
+        return config.spec(), "config" if isinstance(meta.get("config"), dict) else "parameters"
+    except SpecError as e:
+        raise _invalid_config(path, e) from None
+
+
+def _invalid_config(path, e: Exception) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path}: its saved configuration is invalid ({e}); was the file edited? "
+                           f"Use another checkpoint (e.g. best.npz)")
+
+
+def read_saved(checkpoint) -> Saved:
+    """Read a checkpoint (or a run folder's last.npz) and decide its model's spec; CheckpointError if the
+    parameters do not fit that spec.  Nothing is built yet: see :func:`load_backend`, :func:`load_model`."""
+    path = resolve_checkpoint(checkpoint)
+    params, optim, meta = load_checkpoint(path)
+    config = _saved_config(meta, params, path)
+    spec, source = saved_spec(meta, config, path)
+    if spec.num_params > MAX_PARAMETERS:            # before anything of that size is allocated
+        raise ConfigError(f"checkpoint {path}: its model has {spec.num_params:,} parameters, more than the "
+                          f"{MAX_PARAMETERS:,} supported")
     try:
         validate_config(config)
     except ConfigError as e:
-        raise CheckpointError(f"checkpoint {path}: its saved configuration is invalid ({e}); was the file edited? "
-                              f"Use another checkpoint (e.g. best.npz)") from None
+        raise _invalid_config(path, e) from None
+    check_params(params, spec.state_shapes(), path)
+    return Saved(path=path, spec=spec, params=params, optim=optim, meta=meta, config=config, spec_source=source)
+
+
+def backend_of(saved: Saved, backend: str = "numpy", device: str = "cpu"):
+    """The backend named ``backend`` holding ``saved``'s model (its spec) and weights; its config too."""
+    config = dataclasses.replace(saved.config, backend=backend, device=device)
     try:
-        model = make_backend(config)
+        model = make_backend(config, spec=saved.spec)
     except ImportError as e:
         raise ConfigError(f"the {backend} backend cannot be loaded ({e}); use --backend numpy") from None
-    check_params(params, model.state_shapes, path)
-    model.set_params(params)
-    return model, config, meta
+    model.set_params(saved.params)
+    return model, config
+
+
+def load_backend(checkpoint, backend: str = "numpy", device: str = "cpu"):
+    """(backend, TrainConfig, meta) for the weights in ``checkpoint``, on the backend named ``backend``:
+    :func:`read_saved`, then :func:`backend_of`."""
+    saved = read_saved(checkpoint)
+    model, config = backend_of(saved, backend, device)
+    return model, config, saved.meta
+
+
+def load_model(checkpoint, dtype=None) -> VAE:
+    """The ``numpy_vae.VAE`` (or ``HVAE``, for a spec of several stochastic layers) saved in ``checkpoint``, its weights loaded, in evaluation mode (``numpy_vae.load``).
+
+    ``dtype``: float32 or float64; default the checkpoint's own.
+    """
+    saved = read_saved(checkpoint)
+    model = build_model(spec=saved.spec, beta=saved.config.beta, dtype=saved.dtype if dtype is None else dtype)
+    model.load_params(saved.params)
+    return model.eval()

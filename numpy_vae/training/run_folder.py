@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..config import ConfigError, TrainConfig, validate_config
 from .checkpoint import CheckpointError, atomic_write, check_meta, load_checkpoint
+from .restore import saved_spec
 
 #: Columns every row has (a resumable checkpoint's rows must have them); METRIC_FIELDS adds newer ones,
 #: left empty in the rows of runs written before they existed.
@@ -72,6 +73,10 @@ def read_resume_state(run_dir: Path, data_dir) -> tuple[TrainConfig, dict, dict,
         validate_config(config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt}: its saved config cannot run ({e})") from None
+    spec, _ = saved_spec(meta, config, ckpt)          # the loader's one reading of the checkpoint's model
+    if spec != config.spec():
+        raise CheckpointError(f"{ckpt}: its model spec ({spec.summary()}) is not the one its config describes "
+                              f"({config.spec().summary()}): corrupt or edited checkpoint")
     if meta["backend"] != config.backend:
         raise CheckpointError(f"{ckpt}: written by backend {meta['backend']!r} but its config names "
                               f"{config.backend!r}: corrupt or edited checkpoint")
