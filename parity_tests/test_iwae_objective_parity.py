@@ -98,7 +98,7 @@ def reweighting_tolerances(ref, x: np.ndarray, eps: np.ndarray, dtype) -> tuple[
     z = reparameterize(mu[:, None], logvar[:, None], et)
     out = port.decode(z.reshape(batch * k, latent))
     nll = port.nll(out, xt.repeat_interleave(k, 0)).reshape(batch, k)
-    ratio = log_prior_ratio(z, et, logvar)
+    ratio = log_prior_ratio(z, et, logvar[:, None])
     log_w = ratio - nll
     with torch.no_grad():
         # S: the magnitudes of the terms summed into each log w_bk (the nll's pixels and r's dimensions)

@@ -147,7 +147,7 @@ PARITY = [
      "--batch-size 20000 needs 20,000 images, and there are 10,000 MNIST test images", 2),
     (["parity", "--checkpoint", "nowhere.npz"], "checkpoint nowhere.npz does not exist", 1),
     (["parity", "--checkpoint", "garbage.npz"], "checkpoint garbage.npz is not a readable vae checkpoint", 1),
-    (["parity", "--checkpoint", "empty"], "checkpoint empty is a folder", 1),
+    (["parity", "--checkpoint", "empty"], "empty is a folder without last.npz", 1),
     (["parity", "--checkpoint", "nan-run/last.npz"], "contains NaN or infinite values", 1),
 ]
 BENCH = [

@@ -20,11 +20,9 @@ parameters in, so both implementations start from the same point.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import numpy_vae
@@ -33,6 +31,10 @@ from numpy_vae.specs import SpecError, VAESpec
 
 from . import inputs
 from .convert import to_torch
+from .functional import bernoulli_nll, gaussian_kl, gaussian_nll, reparameterize
+
+__all__ = ["TorchVAE", "bernoulli_nll", "build_layer", "build_model", "gaussian_kl", "gaussian_nll", "load",
+           "numpy_dtype", "reparameterize", "torch_dtype"]
 
 _TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
@@ -53,32 +55,6 @@ def numpy_dtype(dtype) -> np.dtype:
     """The NumPy dtype of a torch (or NumPy) float32/float64 dtype."""
     tdtype = torch_dtype(dtype)
     return next(n for n, t in _TORCH_DTYPES.items() if t == tdtype)
-
-
-# ------------------------------------------------------------- the loss terms
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """z = mu + eps * exp(logvar / 2): mu, logvar, eps (B, L) -> z (B, L)."""
-    return mu + eps * torch.exp(0.5 * logvar)
-
-
-def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log Bernoulli(x | sigmoid(logits)) summed over pixels: logits, x (B, D) -> (B,)."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-
-
-def gaussian_nll(mean: torch.Tensor, x: torch.Tensor, variance: float) -> torch.Tensor:
-    """-log N(x | mean, variance I) summed over pixels, with its constant: mean, x (B, D) -> (B,)."""
-    r = mean - x
-    return (0.5 / variance) * (r * r).sum(1) + 0.5 * x.shape[1] * math.log(2 * math.pi * variance)
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims: mu, logvar (B, L) -> (B,).
-
-    1/2 sum (mu^2 + (expm1(logvar) - logvar)), numpy_vae's GaussianKL formula and grouping
-    (docs/gradients.md#gaussian-kl-to-the-standard-normal).
-    """
-    return 0.5 * (mu.pow(2) + (torch.expm1(logvar) - logvar)).sum(1)
 
 
 # ------------------------------------------------------------- the interpreter

@@ -22,17 +22,13 @@ from torch import nn
 from numpy_vae.inputs import InputError
 from numpy_vae.specs import SpecError
 
+from .functional import log_prior_ratio, reparameterize
 from .hvae import TorchHVAE
-from .model import TorchVAE, reparameterize
+from .model import TorchVAE
 
 __all__ = ["iwae_loss", "log_prior_ratio"]
 
 _STOCHASTIC = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
-
-
-def log_prior_ratio(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log p(z) - log q(z|x) = 1/2 sum_l (eps^2 - z^2 + logvar): z, eps (B, K, L), logvar (B, L) -> (B, K)."""
-    return 0.5 * (eps * eps - z * z + logvar[:, None, :]).sum(-1)
 
 
 def _check(model, x: torch.Tensor, eps: torch.Tensor) -> None:
@@ -68,7 +64,7 @@ def iwae_loss(model: TorchVAE, x: torch.Tensor, eps: torch.Tensor, check_inputs:
     z = reparameterize(mu[:, None, :], logvar[:, None, :], eps)         # (B, K, L)
     logits = model.decode(z.reshape(batch * k, latent), check_inputs=False)     # (B K, D)
     nll = model.nll(logits, x.repeat_interleave(k, dim=0)).reshape(batch, k)
-    ratio = log_prior_ratio(z, eps, logvar)
+    ratio = log_prior_ratio(z, eps, logvar[:, None, :])
     log_w = ratio - nll
     loss = -(torch.logsumexp(log_w, dim=1) - math.log(k)).mean()
     with torch.no_grad():

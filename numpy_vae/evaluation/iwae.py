@@ -32,55 +32,26 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..nn import functional as F
 from ..streams import draw_eps, iwae_stream
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 def bernoulli_log_likelihood(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """log p(x|z) = sum_d [x_d a_d - softplus(a_d)] from logits a (..., D) and targets x (..., D): (...,).
-
-    The same stable form as ``losses.BernoulliNLL`` (never exponentiates a positive
-    number).  ``x`` broadcasts against ``a``: (B, 1, D) targets for (B, K, D) logits.
-    """
-    a = np.asarray(logits)
-    softplus = np.abs(a)
-    np.negative(softplus, out=softplus)
-    np.exp(softplus, out=softplus)
-    np.log1p(softplus, out=softplus)
-    softplus += np.maximum(a, 0)
-    x = np.asarray(x, a.dtype)
-    if a.ndim == 3 and x.ndim == 3 and x.shape[1] == 1:
-        xa = (a @ x.transpose(0, 2, 1))[..., 0]      # (B, K, D) @ (B, D, 1): one BLAS call per image
-    else:
-        xa = (a * x).sum(axis=-1)
-    return xa - softplus.sum(axis=-1)
+    """log p(x|z) from logits a (..., D) and targets x (..., D): (...,); ``functional.bernoulli_log_likelihood``
+    (the stable form ``losses.BernoulliNLL`` computes).  ``x`` broadcasts: (B, 1, D) targets for (B, K, D)."""
+    return F.bernoulli_log_likelihood(logits, x)
 
 
 def gaussian_log_likelihood(variance: float):
-    """log p(x|z) of the fixed-variance Gaussian likelihood, as a function of (mean (..., D), x): (...,).
-
-    = -1/(2 var) sum_d (x_d - m_d)^2 - D/2 log(2 pi var), the negative of ``losses.GaussianNLL``.
-    """
+    """log p(x|z) of the fixed-variance Gaussian likelihood, as a function of (mean (..., D), x): (...,),
+    in float64: ``functional.gaussian_log_likelihood``, the negative of ``losses.GaussianNLL``."""
     def log_likelihood(mean: np.ndarray, x: np.ndarray) -> np.ndarray:
-        r = np.asarray(mean, np.float64) - np.asarray(x, np.float64)
-        return -0.5 / variance * (r * r).sum(axis=-1) - 0.5 * r.shape[-1] * math.log(2 * math.pi * variance)
+        return F.gaussian_log_likelihood(np.asarray(mean, np.float64), np.asarray(x, np.float64), variance)
     return log_likelihood
 
 
-def log_prior_ratio(z: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
-    """log p(z) - log q(z|x) for z = mu + exp(logvar/2) eps, summed over the last axis, in float64.
-
-    = sum_l [ -z^2/2 + eps^2/2 + logvar/2 ]  (the log 2 pi terms cancel).
-    """
-    z, logvar, eps = (np.asarray(a, np.float64) for a in (z, logvar, eps))
-    return 0.5 * (eps * eps - z * z + logvar).sum(axis=-1)
-
-
-def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """KL(N(mu, e^logvar) || N(0, I)) per row, summed over latent dims, in float64: (R,)."""
-    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
-    return 0.5 * (mu * mu + np.exp(logvar) - 1 - logvar).sum(axis=1)
+def _float64(*arrays) -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(a, np.float64) for a in arrays)
 
 
 #: The Generator of test image ``index``: its K draws of eps come from here, in order.
@@ -187,20 +158,20 @@ def importance_weighted_nll(encode, decode_logits, x: np.ndarray, k: int = 5000,
         run_sum = np.zeros(b)                  # ... and sum_k exp(log w_k - max)
         sum_logw = np.zeros(b)
         sum_loglik = np.zeros(b)
-        sigma = np.exp(0.5 * logvar)[:, None, :]
+        sigma = F.std(logvar)[:, None, :]
         for kc in chunks:
             eps = np.stack([draw_eps(r, kc, latent, mu.dtype) for r in rngs])      # (b, kc, L)
-            z = mu[:, None, :] + eps * sigma        # as Reparameterize computes it, in the model's dtype
+            z = F.reparameterize(mu[:, None, :], logvar[:, None, :], eps, sigma)   # as Reparameterize: model dtype
             logits = np.asarray(decode_logits(z.reshape(b * kc, latent))).reshape(b, kc, -1)
             loglik = np.asarray(log_likelihood(logits, xb[:, None, :]), np.float64)         # (b, kc)
-            logw = loglik + log_prior_ratio(z, logvar[:, None, :], eps)
+            logw = loglik + F.log_prior_ratio(*_float64(z, eps, logvar[:, None, :]))
             sum_logw += logw.sum(axis=1)
             sum_loglik += loglik.sum(axis=1)
             run_max, run_sum = _fold(run_max, run_sum, logw)
         sl = slice(start, start + b)
         nll[sl] = -(run_max + np.log(run_sum) - math.log(k))
         neg_elbo_mc[sl] = -sum_logw / k
-        neg_elbo[sl] = -sum_loglik / k + gaussian_kl(mu, logvar)
+        neg_elbo[sl] = -sum_loglik / k + F.gaussian_kl(*_float64(mu, logvar))
         if not bar.disable:
             bar.set_postfix(nll=f"{nll[:start + b].mean():.2f}")
     return Estimate(nll=nll, neg_elbo=neg_elbo, neg_elbo_mc=neg_elbo_mc, k=k, seconds=time.perf_counter() - t0)

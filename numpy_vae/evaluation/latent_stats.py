@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn import functional as F
+
 ACTIVE_THRESHOLD = 0.01
 
 
@@ -27,7 +29,7 @@ def posterior_stats(encode, x: np.ndarray, batch_size: int = 1000) -> tuple[np.n
 def kl_per_dimension(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """KL(q(z_u|x) || N(0, 1)) of each latent dimension u, averaged over the rows: (L,), in nats."""
     mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
-    return (0.5 * (mu * mu + np.exp(logvar) - 1 - logvar)).mean(axis=0)
+    return 0.5 * F.gaussian_kl_terms(mu, logvar).mean(axis=0)
 
 
 @dataclass

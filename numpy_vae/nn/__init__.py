@@ -7,6 +7,7 @@ every backward derived in docs/gradients.md.
     activations.py     ReLU, Sigmoid, Tanh, sigmoid()
     batchnorm.py       BatchNorm1d                      batch statistics in training, running ones in evaluation
     dropout.py         Dropout                          the keep-mask is an input
+    functional.py      the probability math, each formula once: KL, likelihoods, log densities, reparameterization
     losses.py          BernoulliNLL (from logits), GaussianNLL (fixed variance), GaussianKL (to N(0, I))
     reparameterize.py  Reparameterize                   z = mu + eps exp(logvar / 2)
     head.py            GaussianHead                     fc_mu and fc_logvar as one matmul

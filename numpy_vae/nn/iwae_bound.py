@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from . import functional as F
+
 
 class LogMeanExp:
     """log (1/K) sum_k exp(a_k) over the last axis, max-shifted; its gradient is the softmax of a.
@@ -80,11 +82,8 @@ class LogPriorRatio:
         if z.ndim != 3 or eps.shape != z.shape or logvar.shape != (z.shape[0], z.shape[2]):
             raise ValueError(f"LogPriorRatio: expected z and eps (B, K, L) and logvar (B, L), got "
                              f"{z.shape}, {eps.shape} and {logvar.shape}")
-        elementwise = eps * eps
-        elementwise -= z * z
-        elementwise += logvar[:, None, :]
+        r = F.log_prior_ratio(z, eps, logvar[:, None, :])
         half = z.dtype.type(0.5)
-        r = half * elementwise.sum(axis=2)
 
         # dr/dz = -z,   dr/dlogvar_b = 1/2 summed over the K draws of image b (broadcast over l)
         def backward(dr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,7 @@
 """The two terms of the negative ELBO, each a forward with its backward closure.
 
+The values are ``functional.py``'s formulas (written there once); the layers add the gradients.
+
 Both return one value per sample (shape (B,)), summed over pixels or latent
 dimensions; the model takes the batch mean.  The backward closure takes the
 gradient of the final scalar with respect to those per-sample values, (B,).
@@ -14,6 +16,7 @@ import math
 
 import numpy as np
 
+from . import functional as F
 from .activations import sigmoid
 
 
@@ -34,10 +37,8 @@ class BernoulliNLL:
 
     # nll = sum_d [ max(a, 0) - a x + log(1 + exp(-|a|)) ]     (a = logits)
     def forward(self, logits: np.ndarray, x: np.ndarray):
-        e = np.exp(-np.abs(logits))                 # in (0, 1]: never overflows
-        elementwise = np.maximum(logits, 0)
-        elementwise -= logits * x
-        elementwise += np.log1p(e)
+        e = np.exp(-np.abs(logits))                 # in (0, 1]: never overflows; backward reuses it
+        elementwise = F.bernoulli_nll_terms(logits, x, e)
 
         # dnll/da = sigmoid(a) - x,   dnll/dx = -a
         def backward(dnll: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -73,13 +74,13 @@ class GaussianNLL:
 
     def constant(self, features: int) -> float:
         """D/2 log(2 pi variance), the part of the nll that no parameter moves."""
-        return 0.5 * features * math.log(2 * math.pi * self.variance)
+        return F.gaussian_nll_constant(features, self.variance)
 
     # nll = 1/(2 var) sum_d (x - mean)^2 + D/2 log(2 pi var)
     def forward(self, mean: np.ndarray, x: np.ndarray):
         r = mean - x
         inv_var = mean.dtype.type(1.0 / self.variance)
-        nll = (0.5 * inv_var) * np.einsum("bd,bd->b", r, r) + mean.dtype.type(self.constant(mean.shape[1]))
+        nll = F.gaussian_nll(mean, x, self.variance, r)
 
         # dnll/dmean = (mean - x) / var,   dnll/dx = -(mean - x) / var
         def backward(dnll: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -103,10 +104,8 @@ class GaussianKL:
 
     # kl = 1/2 sum_l (mu^2 + (expm1(logvar) - logvar))
     def forward(self, mu: np.ndarray, logvar: np.ndarray):
-        expm1 = np.expm1(logvar)
-        elementwise = expm1 - logvar
-        elementwise += mu * mu
-        kl = 0.5 * elementwise.sum(axis=1)
+        expm1 = np.expm1(logvar)                    # backward reuses it
+        kl = F.gaussian_kl(mu, logvar, expm1)
 
         # dkl/dmu = mu,   dkl/dlogvar = expm1(logvar) / 2
         def backward(dkl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import functional as F
+
 
 class Reparameterize:
     """z = mu + eps * sigma with sigma = exp(logvar / 2); eps ~ N(0, I) is an input.
@@ -16,10 +18,10 @@ class Reparameterize:
 
     # z = mu + eps * exp(logvar / 2)
     def forward(self, mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray):
-        sigma = np.exp(0.5 * logvar)
+        sigma = F.std(logvar)                       # backward reuses it
 
         # dz/dmu = 1,   dz/dlogvar = eps * sigma / 2
         def backward(dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return dz, dz * eps * (0.5 * sigma)
 
-        return mu + eps * sigma, backward
+        return F.reparameterize(mu, logvar, eps, sigma), backward

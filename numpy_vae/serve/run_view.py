@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nn import functional as F
 from ..streams import draw_eps, live_stream
 from . import images
 from .params import ServeError
@@ -343,7 +344,7 @@ def generate_digit(backend, test_x: np.ndarray, test_y: np.ndarray, digit: int, 
     mu, logvar = backend.encode(x)
     latent = mu.shape[1]
     eps = draw_eps(rng, count * samples, latent, dtype).reshape(count, samples, latent)
-    z = mu[:, None, :] + np.exp(0.5 * logvar)[:, None, :] * eps
+    z = F.reparameterize(mu[:, None, :], logvar[:, None, :], eps)
     decoded = np.asarray(backend.decode(np.ascontiguousarray(z.reshape(-1, latent), dtype)))
     return Generated(test_x[indices], indices, decoded.reshape(count, samples, -1))
 
