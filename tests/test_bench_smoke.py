@@ -234,16 +234,12 @@ def test_presets_that_exclude_each_other_are_one_line(capsys):
 
 
 def _has_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
+    import torch                     # a dependency: without it these tests fail, never skip
     return torch.cuda.is_available()
 
 
 @pytest.mark.skipif(_has_cuda(), reason="this machine has CUDA")
 def test_bench_on_cuda_without_cuda_is_one_line_and_exit_1(tmp_path, capsys):
-    pytest.importorskip("torch")
     from numpy_vae.cli import main
     t0 = time.perf_counter()
     assert main(["bench", "--cuda", "--out", str(tmp_path)]) == 1
@@ -275,7 +271,6 @@ def test_gpu_check_fails_at_once_and_clearly_without_a_gpu(tmp_path):
 @pytest.mark.skipif(_has_cuda(), reason="this machine has CUDA")
 def test_gpu_check_with_a_driver_but_no_cuda_in_torch_fails_fast(tmp_path):
     """A machine with nvidia-smi whose torch sees no GPU: the script asks torch, and stops there."""
-    pytest.importorskip("torch")
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "nvidia-smi").write_text("#!/bin/sh\necho fake\n")

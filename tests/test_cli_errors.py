@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # noqa: F401  (a dependency: without it these tests fail, never skip)
 
 from cli_helpers import run_main
 from numpy_vae.cli import main
@@ -166,7 +167,6 @@ BENCH = [
     (["bench", "--conv", "--load"], "--peers, --conv and --load are separate runs; pick one", 2),
     (["bench", "--frobnicate"], "unrecognized arguments: --frobnicate", 2),
 ]
-NEEDS_TORCH = {"parity"}
 BAD = EVALUATE + REPORT + DATA + PARITY + BENCH
 # Put before each case's own options (which win): should a case stop being refused, the command it then
 # runs is small, so the test fails in seconds instead of evaluating K = 5000 or benchmarking for minutes.
@@ -181,8 +181,6 @@ def _never_fetch(*args, **kwargs):
 
 @pytest.mark.parametrize(("args", "expected", "code"), BAD, ids=[" ".join(a) for a, _, _ in BAD])
 def test_bad_input_is_one_line_and_writes_nothing(sandbox, capsys, monkeypatch, args, expected, code):
-    if args[0] in NEEDS_TORCH:
-        pytest.importorskip("torch")
     import numpy_vae.data
     monkeypatch.setattr(numpy_vae.data, "fetch_mnist", _never_fetch)
     args = [args[0], *CHEAP.get(args[0], []), *args[1:]]
@@ -195,8 +193,6 @@ def test_bad_input_is_one_line_and_writes_nothing(sandbox, capsys, monkeypatch, 
 
 @pytest.mark.parametrize("command", [["train"], ["evaluate", "run"], ["report", "run"], ["parity"], ["bench"]])
 def test_every_seed_is_an_integer_at_least_zero(sandbox, capsys, command):
-    if command[0] in NEEDS_TORCH:
-        pytest.importorskip("torch")
     for value in ("-1", "x", "1.5"):
         code, _, err = run_main([*command, *CHEAP.get(command[0], []), "--seed", value], capsys)
         assert_one_line_error(code, err, "argument --seed: expected an integer >= 0, got ")
@@ -278,8 +274,6 @@ def test_python_m_benchmarks_gives_the_same_one_line(sandbox, capsys):
      "vae: error: --batch-size 6000 x --steps 2 needs 12,000 images"),
 ])
 def test_from_the_outside(sandbox, args, code, expected):
-    if args[0] in NEEDS_TORCH:
-        pytest.importorskip("torch")
     before = snapshot(sandbox)
     proc = subprocess.run([sys.executable, "-m", "numpy_vae.cli", *args], cwd=sandbox, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -495,11 +495,7 @@ def test_check_meta_names_a_missing_field(field):
 
 
 # ------------------------------------------------------------ torch files
-try:
-    import torch
-except ImportError:          # torch is a dependency of the project; without it only these tests are skipped
-    torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+import torch  # noqa: E402  (a dependency: without it these tests fail, never skip)
 
 
 def torch_file(obj) -> bytes:
@@ -512,7 +508,6 @@ def valid_pt() -> bytes:
     return torch_file({k: torch.from_numpy(v) for k, v in valid_params().items()})
 
 
-@needs_torch
 def test_torch_state_dict_loads_with_weights_only():
     params, optim, meta = load_checkpoint(write("sd.pt", valid_pt()))
     assert optim == {} and meta == {}
@@ -520,7 +515,6 @@ def test_torch_state_dict_loads_with_weights_only():
     assert all(np.array_equal(params[k], v) for k, v in valid_params().items())
 
 
-@needs_torch
 @pytest.mark.parametrize("make", [lambda: _Trap(), lambda: {"encoder.0.weight": _Trap()},
                                   lambda: {"w": torch.zeros(2), "hook": print}],
                          ids=["trap", "trap-in-dict", "function"])
@@ -531,7 +525,6 @@ def test_torch_file_with_code_is_refused(make):
     assert not TRAPPED.exists()
 
 
-@needs_torch
 @pytest.mark.parametrize("make", [lambda: [torch.zeros(2)], lambda: {"a": 1.0}, lambda: {}, lambda: torch.zeros(3),
                                   lambda: {"a": torch.zeros(2, dtype=torch.bfloat16)}],
                          ids=["list", "float", "empty", "tensor", "bfloat16"])
@@ -540,7 +533,6 @@ def test_torch_file_that_is_not_a_state_dict_is_refused(make):
     check_load(torch_file(make()), name="odd.pt", must_fail=True)
 
 
-@needs_torch
 @FUZZ
 @given(data=st.data())
 def test_torch_file_damaged(data):

@@ -22,26 +22,13 @@ import numpy_vae
 from numpy_vae.nn.functional import diag_gaussian_log_density, standard_normal_log_density
 from numpy_vae.inputs import InputError
 from numpy_vae.model import VAE
-from numpy_vae.nn.gradcheck import numerical_gradient, relative_error
+from numpy_vae.nn.gradcheck import assert_gradient, numerical_gradient, relative_error
 from numpy_vae.nn.iwae_bound import LogMeanExp, LogPriorRatio
 from numpy_vae.objectives import iwae_loss
 from numpy_vae.specs import SpecError, mlp_spec
 
 seeds = st.integers(0, 2**32 - 1)
 U64 = np.finfo(np.float64).eps
-
-
-def assert_gradient(analytic, f, x, tol=1e-6, h=1e-6):
-    """analytic == central finite differences of f() with respect to x (perturbed in place), to ``tol`` relative.
-
-    Entries far below the finite differences' rounding noise (u |f| / h) are judged against 1e4 times that
-    noise instead of their own size, as in tests/test_layers_gradcheck.py.
-    """
-    numeric = numerical_gradient(f, x, h)
-    floor = 1e4 * U64 * abs(f()) / h * np.sqrt(x.size)
-    err = relative_error(analytic, numeric, floor)
-    assert err < tol, (err, analytic, numeric)
-    return err
 
 
 def small_model(input_dim, hidden, latent, seed, activation="relu", dtype=np.float64):

@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch  # noqa: F401  (a dependency: without it these tests fail, never skip)
 
 from numpy_vae.report import report as report_module
 from numpy_vae.training.checkpoint import load_checkpoint, save_checkpoint
@@ -183,7 +184,7 @@ def test_evaluate_reads_checkpoints_of_either_backend(small_run, tmp_path, capsy
     numbers = lambda s: re.findall(r"\d+\.\d\d ± \d+\.\d\d", s)   # noqa: E731
     assert numbers(out_a) and numbers(out_a) == numbers(out_b)
 
-    torch = pytest.importorskip("torch")
+    import torch
     torch.save({k: torch.from_numpy(v) for k, v in params.items()}, tmp_path / "state_dict.pt")
     rc_c, out_c, err_c = run_cli(["evaluate", str(tmp_path / "state_dict.pt"), *args], capsys)
     assert rc_c == 0, err_c
@@ -191,7 +192,6 @@ def test_evaluate_reads_checkpoints_of_either_backend(small_run, tmp_path, capsy
 
 
 def test_evaluate_on_the_torch_backend_agrees(small_run, capsys):
-    pytest.importorskip("torch_vae.backend")
     args = ["evaluate", str(small_run / "last.npz"), "-k", "10", "--limit", "10", "--no-progress", "--no-save"]
     rc_n, out_n, err_n = run_cli(args, capsys)
     rc_t, out_t, err_t = run_cli(args + ["--backend", "torch"], capsys)
@@ -242,3 +242,31 @@ def test_bad_input_ends_in_one_clear_line(argv, code, needle, small_run, tmp_pat
     assert "Traceback" not in err and "Traceback" not in out
     for folder, files in before.items():          # a refused command writes nothing, not even a figure
         assert files_and_mtimes(folder) == files, f"{folder} changed: {sorted(files_and_mtimes(folder).items())}"
+
+
+# ------------------------------------------------------------------------ what the nats are of
+@pytest.mark.parametrize("binarize, likelihood, says, never", [
+    ("none", "bernoulli", ["grey levels", "(not binarized)", "not directly comparable"], ["binarization,"]),
+    ("static", "bernoulli", ["static binarization", "one fixed binarization of the MNIST test set",
+                             "compare with the literature"], ["not binarized", "not directly comparable"]),
+    ("dynamic", "bernoulli", ["dynamic binarization", "one fixed binarization of the MNIST test set"],
+     ["not binarized", "not directly comparable"]),
+    ("none", "gaussian", ["Gaussian of fixed variance 0.5", "not comparable with Bernoulli likelihoods",
+                          "grey-level MNIST test set"], ["Bernoulli targets", "binarization"]),
+])
+def test_the_report_says_what_data_its_numbers_are_of(binarize, likelihood, says, never):
+    note = report_module.data_note({"binarize": binarize}, likelihood, 0.5)
+    assert all(s in note for s in says), note
+    assert not any(s in note for s in never), note
+
+
+def test_a_binarized_runs_report_does_not_call_its_pixels_grey(small_run, tmp_path):
+    """The bug: report.html said "not binarized" for every run, the binarized ones in docs/results too."""
+    run = copy_run(small_run, tmp_path)
+    params, optim, meta = load_checkpoint(run / "last.npz")
+    save_checkpoint(run / "last.npz", params, optim, {**meta, "config": {**meta["config"], "binarize": "dynamic"}})
+    doc = write_report(run, progress=False, log=lambda *a: None, only={"curves"}).html.read_text(encoding="utf-8")
+    assert "dynamic binarization" in doc and "not binarized" not in doc
+    grey = copy_run(small_run, tmp_path / "grey")
+    doc = write_report(grey, progress=False, log=lambda *a: None, only=set()).html.read_text(encoding="utf-8")
+    assert "(not binarized)" in doc and "dynamic binarization" not in doc

@@ -12,7 +12,6 @@ continue exactly; atomic writes survive a SIGKILL in the middle of a write.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -75,15 +74,7 @@ def mnist(real_mnist_dir) -> Path:
     return real_mnist_dir
 
 
-def torch_backend_available() -> bool:
-    try:
-        return importlib.util.find_spec("torch_vae.backend") is not None
-    except ImportError:
-        return False
-
-
-BACKENDS = ["numpy", pytest.param("torch", marks=pytest.mark.skipif(
-    not torch_backend_available(), reason="torch_vae.backend is not importable (the torch port is not installed)"))]
+BACKENDS = ["numpy", "torch"]          # torch is a dependency: a missing torch backend fails, never skips
 
 
 def cli(*args: str) -> list[str]:

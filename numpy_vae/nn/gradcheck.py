@@ -45,6 +45,21 @@ def relative_error(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), floor, np.finfo(np.float64).tiny))
 
 
+def assert_gradient(analytic: np.ndarray, f: Callable[[], float], x: np.ndarray, tol: float = 1e-6,
+                    h: float = 1e-6) -> float:
+    """Assert that ``analytic`` equals the central finite differences of ``f()`` with respect to ``x``
+    (perturbed in place, float64) to ``tol`` relative; returns the relative error.  The tests' one helper.
+
+    Entries far below the finite differences' rounding noise, eps |f| / h per entry, cannot be checked
+    relatively: the error's denominator never drops below 1e4 times that noise (an absolute check there).
+    """
+    numeric = numerical_gradient(f, x, h)
+    floor = 1e4 * np.finfo(np.float64).eps * abs(float(f())) / h * np.sqrt(x.size)
+    err = relative_error(analytic, numeric, floor)
+    assert err < tol, (err, analytic, numeric)
+    return err
+
+
 def check_model_gradients(model, x: np.ndarray, eps: np.ndarray, h: float = 1e-4, per_param: int = 20,
                           rng: np.random.Generator | None = None, check_x: bool = True) -> dict[str, float]:
     """Relative error of ``model.backward()`` against finite differences, per parameter and for x.

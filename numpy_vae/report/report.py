@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import load_mnist
+from ..nn import functional as F
 from ..evaluation.latent_stats import active_units, collapse_message, kl_per_dimension, posterior_stats
 from ..streams import report_stream
 from ..training.checkpoint import atomic_write
@@ -116,9 +117,38 @@ def _fmt(v) -> str:
     return "none" if v is None else str(v)
 
 
+BINARIZATION_NOTES = {
+    "none": "The training images are MNIST's grey levels in [0, 1], used as Bernoulli targets (not binarized)",
+    "static": "The training images are one fixed Bernoulli draw of MNIST's grey levels (static binarization, "
+              "seeded by the run's seed)",
+    "dynamic": "The training images are binarized afresh, a new Bernoulli draw of MNIST's grey levels each time "
+               "an image is used (dynamic binarization)",
+}
+
+
+def data_note(config: dict, likelihood: str, likelihood_variance: float = 1.0) -> str:
+    """What the report's nats are of, read from the run's configuration (binarization) and its model's
+    likelihood: the training data, the test set scored each epoch, what the numbers compare with."""
+    binarize = config.get("binarize", "none")
+    if likelihood == "gaussian":
+        return (f"The likelihood is a Gaussian of fixed variance {likelihood_variance:g} on MNIST's grey levels "
+                f"in [0, 1] (not binarized), a density: its nats are not comparable with Bernoulli likelihoods "
+                f"such as the binarized-MNIST numbers of the literature. The test set scored each epoch is the "
+                f"grey-level MNIST test set.")
+    if binarize == "none":
+        return (f"{BINARIZATION_NOTES['none']}, and so is the test set scored each epoch, so these likelihoods "
+                f"are not directly comparable with the binarized-MNIST numbers of the literature.")
+    return (f"{BINARIZATION_NOTES[binarize]}, with a Bernoulli likelihood. The test set scored each epoch is "
+            f"one fixed binarization of the MNIST test set, the same for every run and seed, so the numbers "
+            f"compare with the literature's binarized-MNIST results. The figures encode the grey-level test "
+            f"digits.")
+
+
 def write_html(path: Path, run_dir: Path, checkpoint: Path, config: dict, rows: list[dict],
-               units, kl: np.ndarray, warning: str | None, shown: list[Figure], evaluation: dict | None) -> Path:
-    """report.html: config, final metrics, the collapse warning if any, every figure embedded."""
+               units, kl: np.ndarray, warning: str | None, shown: list[Figure], evaluation: dict | None,
+               note: str = "") -> Path:
+    """report.html: config, final metrics, the collapse warning if any, every figure embedded;
+    ``note`` (:func:`data_note`) says what the nats are of."""
     last = rows[-1] if rows else {}
     best = min(rows, key=lambda r: r["test_loss"]) if rows else {}
     metrics = []
@@ -139,7 +169,8 @@ def write_html(path: Path, run_dir: Path, checkpoint: Path, config: dict, rows: 
         metrics += [
             (f"importance-weighted NLL (K = {evaluation['k']})",
              f"{evaluation['iwae_nll']:.2f} ± {evaluation['iwae_nll_se']:.2f} nats "
-             f"({evaluation['images']} test images, checkpoint {evaluation['checkpoint']})"),
+             f"({evaluation['images']} test images, {evaluation.get('test_set', 'grey')}; "
+             f"checkpoint {evaluation['checkpoint']})"),
             ("negative ELBO, same draws", f"{evaluation['neg_elbo']:.2f} ± {evaluation['neg_elbo_se']:.2f} nats"),
         ]
     warn_html = f'<div class="warning"><strong>Warning.</strong> {html.escape(warning)}</div>' if warning else ""
@@ -165,9 +196,7 @@ figcaption {{ color: #555; font-size: 0.9em; max-width: 60em; }}
 </style></head><body>
 <h1>VAE report: {html.escape(name)}</h1>
 <p>Checkpoint <code>{html.escape(checkpoint.name)}</code>, written {html.escape(time.strftime('%Y-%m-%d %H:%M', time.localtime(checkpoint.stat().st_mtime)))};
-report made {html.escape(time.strftime('%Y-%m-%d %H:%M'))}. All numbers are nats per image. The pixels are
-MNIST's grey levels in [0, 1] used as Bernoulli targets (not binarized), so likelihoods are not directly
-comparable with the binarized-MNIST numbers of the literature.</p>
+report made {html.escape(time.strftime('%Y-%m-%d %H:%M'))}. All numbers are nats per image. {html.escape(note)}</p>
 {warn_html}
 <div class="cols"><div><h2>Final metrics</h2>{_table(metrics)}</div>
 <div><h2>Configuration</h2>{_table([(k, _fmt(v)) for k, v in config.items()])}</div></div>
@@ -309,7 +338,7 @@ def write_report(run_dir, checkpoint: str = "last.npz", data_dir=None, tsne: boo
             for c in present:
                 idx = np.sort(rng.choice(np.flatnonzero(test_y == c), size=per_class, replace=False))
                 eps = rng.standard_normal((len(idx), 6, latent))
-                z = mu[idx][:, None] + np.exp(0.5 * logvar[idx])[:, None] * eps
+                z = F.reparameterize(mu[idx][:, None], logvar[idx][:, None], eps)
                 samples = _decode(backend, z.reshape(-1, latent), dtype).reshape(len(idx), 6, -1)
                 panels.append((f"digit {c}", test_x[idx], samples))
             if panels:
@@ -327,8 +356,9 @@ def write_report(run_dir, checkpoint: str = "last.npz", data_dir=None, tsne: boo
             log(f"note: {why}; left out of the report (`vae evaluate` writes a new one)")
         elif evaluation.get("checkpoint") not in (checkpoint, str(ckpt.name)):
             log(f"note: {eval_path} is for {evaluation.get('checkpoint')}, not {checkpoint}; shown as is")
+    note = data_note(config, backend.spec.likelihood, backend.spec.likelihood_variance)
     report_path = write_html(run_dir / "report.html", run_dir, ckpt, config, rows, units, kl, warning, shown,
-                             evaluation)
+                             evaluation, note)
     log(f"active units: {units.count} of {latent}; report: {report_path}")
     if warning:
         log(f"warning: {warning}")
