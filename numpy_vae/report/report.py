@@ -208,8 +208,167 @@ report made {html.escape(time.strftime('%Y-%m-%d %H:%M'))}. All numbers are nats
     return path
 
 
-FIGURE_STEPS = ("curves", "reconstructions", "samples", "interpolations", "latent", "manifold", "tsne", "collapse",
-                "class_samples")
+@dataclass
+class Inputs:
+    """What every figure function reads: the run folder and the model, the test set, its posteriors."""
+    run_dir: Path
+    backend: object
+    rows: list[dict]
+    test_x: np.ndarray
+    test_y: np.ndarray
+    mu: np.ndarray
+    logvar: np.ndarray
+    units: object
+    kl: np.ndarray
+    dtype: np.dtype
+    seed: int
+    classes: list[int]
+
+    @property
+    def latent(self) -> int:
+        return self.mu.shape[1]
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return _decode(self.backend, z, self.dtype)
+
+
+def _curves(r: Inputs) -> Figure | None:
+    if not r.rows:
+        return None
+    figures.plot_curves(r.run_dir / "curves.png", r.rows)
+    return Figure("curves.png", "Training curves",
+                  "Negative ELBO per image and its two terms, reconstruction (-E_q log p(x|z)) and "
+                  "KL(q(z|x) || p(z)), after each epoch: train (mean over the epoch's steps) and test.")
+
+
+def _reconstructions(r: Inputs) -> Figure:
+    n = 16
+    originals = r.test_x[:2 * n]
+    recon = r.decode(r.mu[:2 * n])
+    grid = np.concatenate([originals[:n], recon[:n], originals[n:], recon[n:]])
+    figures.save_grid(r.run_dir / "reconstructions.png", grid, n, "test digits and their reconstructions",
+                      row_labels=["test", "recon.", "test", "recon."])
+    return Figure("reconstructions.png", "Reconstructions",
+                  "The first 32 test digits, each above its reconstruction: the decoder's pixel "
+                  "probabilities at the posterior mean z = mu(x).")
+
+
+def _samples(r: Inputs) -> Figure:
+    z = report_stream(r.seed, "samples").standard_normal((8 * 16, r.latent))
+    figures.save_grid(r.run_dir / "samples.png", r.decode(z), 16, "digits decoded from z ~ N(0, I) (pixel probabilities)")
+    return Figure("samples.png", "Samples from the prior",
+                  "128 draws z ~ N(0, I), decoded; shown are the Bernoulli means (probabilities), "
+                  "not thresholded or sampled pixels.")
+
+
+def _interpolations(r: Inputs) -> Figure:
+    pairs = interpolation_pairs(r.test_y, 8, report_stream(r.seed, "interpolations"))
+    t = np.linspace(0, 1, 10)
+    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    zs = (1 - t)[None, :, None] * r.mu[a][:, None] + t[None, :, None] * r.mu[b][:, None]
+    path = r.decode(zs.reshape(-1, r.latent)).reshape(len(pairs), len(t), -1)
+    figures.plot_interpolations(r.run_dir / "interpolations.png", r.test_x[a], path, r.test_x[b],
+                                [f"{r.test_y[i]} → {r.test_y[j]}" for i, j in pairs])
+    return Figure("interpolations.png", "Interpolations",
+                  "Each row: a test digit, ten decodes at evenly spaced points of the straight line "
+                  "between its posterior mean and that of a test digit of another class, that digit.")
+
+
+def _latent(r: Inputs) -> Figure:
+    mu = r.mu
+    if r.latent == 2:
+        figures.plot_latent_scatter(r.run_dir / "latent.png", mu, r.test_y,
+                                    f"posterior means of the {len(mu):,} test digits", "mu_1", "mu_2")
+        caption = "The posterior mean mu(x) of every test digit, colored by its label."
+    else:
+        proj, explained = pca_2d(mu)
+        figures.plot_latent_scatter(r.run_dir / "latent.png", proj, r.test_y,
+                                    f"PCA of the {r.latent}-D posterior means of the {len(mu):,} test digits",
+                                    f"PC 1 ({100 * explained[0]:.0f}% of variance)",
+                                    f"PC 2 ({100 * explained[1]:.0f}% of variance)", equal=False)
+        caption = (f"The posterior means mu(x) of the test digits projected on their two principal components (PCA, "
+                   f"NumPy SVD; {100 * explained.sum():.0f}% of their variance), colored by label.")
+    return Figure("latent.png", "Latent space", caption)
+
+
+def _manifold(r: Inputs) -> Figure:
+    grid = manifold_grid(20)
+    z1, z2 = np.meshgrid(grid, grid[::-1])
+    z = np.column_stack([z1.ravel(), z2.ravel()])
+    figures.plot_manifold(r.run_dir / "manifold.png", r.decode(z), grid, grid[::-1])
+    return Figure("manifold.png", "Learned manifold",
+                  "Decodes of z on a 20 x 20 grid whose coordinates are the quantiles of N(0, 1) at "
+                  "probabilities 0.05 ... 0.95, as in Kingma and Welling (2014), figure 4.")
+
+
+def _tsne(r: Inputs) -> Figure:
+    from sklearn.manifold import TSNE
+    idx = report_stream(r.seed, "tsne").choice(len(r.mu), size=min(TSNE_POINTS, len(r.mu)), replace=False)
+    emb = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(idx) - 1) / 3), max_iter=TSNE_ITERATIONS,
+               random_state=r.seed).fit_transform(np.asarray(r.mu[idx], np.float64))
+    figures.plot_latent_scatter(r.run_dir / "latent_tsne.png", emb, r.test_y[idx],
+                                f"t-SNE of the posterior means of {len(idx):,} test digits",
+                                "t-SNE 1", "t-SNE 2", equal=False)
+    return Figure("latent_tsne.png", "Latent space, t-SNE",
+                  "A t-SNE embedding (scikit-learn) of the posterior means of a random subset of "
+                  "the test digits; distances between clusters are not meaningful in t-SNE.")
+
+
+def _collapse(r: Inputs) -> Figure:
+    units = r.units
+    figures.plot_collapse(r.run_dir / "collapse.png", r.kl, units.variance, units.mask, units.threshold)
+    return Figure("collapse.png", "Posterior collapse: KL per dimension and active units",
+                  f"Top: KL(q(z_u|x) || N(0, 1)) of each latent dimension u, averaged over the test "
+                  f"set. Bottom: the variance over the test set of each posterior mean mu_u(x); a "
+                  f"unit is active above {units.threshold:g} (Burda et al. 2015). "
+                  f"{units.count} of {r.latent} units are active.")
+
+
+def _class_samples(r: Inputs) -> Figure | None:
+    rng = report_stream(r.seed, "class_samples")
+    present = [c for c in r.classes if (r.test_y == c).any()]
+    per_class = min([3] + [int((r.test_y == c).sum()) for c in present])
+    panels = []
+    for c in present:
+        idx = np.sort(rng.choice(np.flatnonzero(r.test_y == c), size=per_class, replace=False))
+        eps = rng.standard_normal((len(idx), 6, r.latent))
+        z = F.reparameterize(r.mu[idx][:, None], r.logvar[idx][:, None], eps)
+        samples = r.decode(z.reshape(-1, r.latent)).reshape(len(idx), 6, -1)
+        panels.append((f"digit {c}", r.test_x[idx], samples))
+    if not panels:
+        return None
+    figures.plot_class_samples(r.run_dir / "class_samples.png", panels)
+    return Figure("class_samples.png", "Per-class generation",
+                  f"For each digit class, {per_class} test digits of that class (left of the red line), "
+                  "each followed by six decodes of z = mu + sigma * eps, eps ~ N(0, I), drawn "
+                  "from its posterior q(z|x).")
+
+
+#: The figures, in the report's order: name -> the function that draws it (None: nothing to draw).
+FIGURES = {"curves": _curves, "reconstructions": _reconstructions, "samples": _samples,
+           "interpolations": _interpolations, "latent": _latent, "manifold": _manifold, "tsne": _tsne,
+           "collapse": _collapse, "class_samples": _class_samples}
+FIGURE_STEPS = tuple(FIGURES)
+
+
+def figure_steps(latent: int, tsne: bool, only: set[str] | None, log=print) -> list[str]:
+    """The figures a report of a ``latent``-D model draws: the manifold only in 2-D, t-SNE when asked for
+    (and scikit-learn is there) above 2-D; ``only`` keeps those named."""
+    if only is not None and set(only) - set(FIGURES):
+        raise ValueError(f"unknown figure(s) {sorted(set(only) - set(FIGURES))}; choose from {list(FIGURES)}")
+    steps = []
+    for name in FIGURES:
+        if name == "manifold" and latent != 2:
+            continue
+        if name == "tsne":
+            if not tsne or latent <= 2:
+                continue
+            if not sklearn_available():
+                log("t-SNE skipped: scikit-learn is not importable (pip install scikit-learn)")
+                continue
+        if only is None or name in only:
+            steps.append(name)
+    return steps
 
 
 def write_report(run_dir, checkpoint: str = "last.npz", data_dir=None, tsne: bool = False,
@@ -217,7 +376,7 @@ def write_report(run_dir, checkpoint: str = "last.npz", data_dir=None, tsne: boo
                  only: set[str] | None = None) -> Report:
     """Write every figure and report.html into ``run_dir``; returns what was written.
 
-    ``only`` restricts the figures drawn to those named (see ``FIGURE_STEPS``); the
+    ``only`` restricts the figures drawn to those named (see ``FIGURES``); the
     statistics, the warning and the tables are always computed.
 
     The weights of ``run_dir/checkpoint`` are loaded into a NumPy backend (a checkpoint of
@@ -227,126 +386,22 @@ def write_report(run_dir, checkpoint: str = "last.npz", data_dir=None, tsne: boo
     ckpt = run_dir / checkpoint
     backend, train_config, meta = load_backend(ckpt)
     config = meta.get("config") or train_config.to_json()
-    rows = meta.get("metrics") or []
     seed = int(config.get("seed", 0)) if seed is None else seed
     data_dir = data_dir or os.environ.get("VAE_DATA_DIR") or config.get("data_dir", "data")
     test_x, test_y = load_mnist(data_dir, "test")
-    dtype = np.dtype(config.get("dtype", "float32"))
-    classes = list(range(10)) if classes is None else sorted(set(int(c) for c in classes))
-
     mu, logvar = posterior_stats(backend.encode, test_x)
-    latent = mu.shape[1]
     units = active_units(mu)
-    kl = kl_per_dimension(mu, logvar)
+    inputs = Inputs(run_dir=run_dir, backend=backend, rows=meta.get("metrics") or [], test_x=test_x, test_y=test_y,
+                    mu=mu, logvar=logvar, units=units, kl=kl_per_dimension(mu, logvar),
+                    dtype=np.dtype(config.get("dtype", "float32")), seed=seed,
+                    classes=list(range(10)) if classes is None else sorted(set(int(c) for c in classes)))
+    latent, kl, rows = inputs.latent, inputs.kl, inputs.rows
     warning = collapse_message(units)
 
-    shown: list[Figure] = []
-    steps = ["curves", "reconstructions", "samples", "interpolations", "latent", "collapse", "class_samples"]
-    if latent == 2:
-        steps.insert(5, "manifold")
-    if tsne and latent > 2:
-        if sklearn_available():
-            steps.insert(5, "tsne")
-        else:
-            log("t-SNE skipped: scikit-learn is not importable (pip install scikit-learn)")
-    if only is not None:
-        unknown = set(only) - set(FIGURE_STEPS)
-        if unknown:
-            raise ValueError(f"unknown figure(s) {sorted(unknown)}; choose from {list(FIGURE_STEPS)}")
-        steps = [s for s in steps if s in only]
-    for step in tqdm(steps, desc="report", unit="figure", disable=not progress, dynamic_ncols=True):
-        if step == "curves":
-            if not rows:
-                continue
-            figures.plot_curves(run_dir / "curves.png", rows)
-            shown.append(Figure("curves.png", "Training curves",
-                                "Negative ELBO per image and its two terms, reconstruction (-E_q log p(x|z)) and "
-                                "KL(q(z|x) || p(z)), after each epoch: train (mean over the epoch's steps) and test."))
-        elif step == "reconstructions":
-            n = 16
-            originals = test_x[:2 * n]
-            recon = _decode(backend, mu[:2 * n], dtype)
-            grid = np.concatenate([originals[:n], recon[:n], originals[n:], recon[n:]])
-            figures.save_grid(run_dir / "reconstructions.png", grid, n, "test digits and their reconstructions",
-                              row_labels=["test", "recon.", "test", "recon."])
-            shown.append(Figure("reconstructions.png", "Reconstructions",
-                                "The first 32 test digits, each above its reconstruction: the decoder's pixel "
-                                "probabilities at the posterior mean z = mu(x)."))
-        elif step == "samples":
-            z = report_stream(seed, "samples").standard_normal((8 * 16, latent))
-            figures.save_grid(run_dir / "samples.png", _decode(backend, z, dtype), 16,
-                              "digits decoded from z ~ N(0, I) (pixel probabilities)")
-            shown.append(Figure("samples.png", "Samples from the prior",
-                                "128 draws z ~ N(0, I), decoded; shown are the Bernoulli means (probabilities), "
-                                "not thresholded or sampled pixels."))
-        elif step == "interpolations":
-            pairs = interpolation_pairs(test_y, 8, report_stream(seed, "interpolations"))
-            t = np.linspace(0, 1, 10)
-            a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-            zs = (1 - t)[None, :, None] * mu[a][:, None] + t[None, :, None] * mu[b][:, None]
-            path = _decode(backend, zs.reshape(-1, latent), dtype).reshape(len(pairs), len(t), -1)
-            figures.plot_interpolations(run_dir / "interpolations.png", test_x[a], path, test_x[b],
-                                        [f"{test_y[i]} → {test_y[j]}" for i, j in pairs])
-            shown.append(Figure("interpolations.png", "Interpolations",
-                                "Each row: a test digit, ten decodes at evenly spaced points of the straight line "
-                                "between its posterior mean and that of a test digit of another class, that digit."))
-        elif step == "latent":
-            if latent == 2:
-                figures.plot_latent_scatter(run_dir / "latent.png", mu, test_y,
-                                            f"posterior means of the {len(mu):,} test digits", "mu_1", "mu_2")
-                caption = "The posterior mean mu(x) of every test digit, colored by its label."
-            else:
-                proj, explained = pca_2d(mu)
-                figures.plot_latent_scatter(run_dir / "latent.png", proj, test_y,
-                                            f"PCA of the {latent}-D posterior means of the {len(mu):,} test digits",
-                                            f"PC 1 ({100 * explained[0]:.0f}% of variance)",
-                                            f"PC 2 ({100 * explained[1]:.0f}% of variance)", equal=False)
-                caption = (f"The posterior means mu(x) of the test digits projected on their two principal components (PCA, "
-                           f"NumPy SVD; {100 * explained.sum():.0f}% of their variance), colored by label.")
-            shown.append(Figure("latent.png", "Latent space", caption))
-        elif step == "manifold":
-            grid = manifold_grid(20)
-            z1, z2 = np.meshgrid(grid, grid[::-1])
-            z = np.column_stack([z1.ravel(), z2.ravel()])
-            figures.plot_manifold(run_dir / "manifold.png", _decode(backend, z, dtype), grid, grid[::-1])
-            shown.append(Figure("manifold.png", "Learned manifold",
-                                "Decodes of z on a 20 x 20 grid whose coordinates are the quantiles of N(0, 1) at "
-                                "probabilities 0.05 ... 0.95, as in Kingma and Welling (2014), figure 4."))
-        elif step == "tsne":
-            from sklearn.manifold import TSNE
-            idx = report_stream(seed, "tsne").choice(len(mu), size=min(TSNE_POINTS, len(mu)), replace=False)
-            emb = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(idx) - 1) / 3), max_iter=TSNE_ITERATIONS,
-                       random_state=seed).fit_transform(np.asarray(mu[idx], np.float64))
-            figures.plot_latent_scatter(run_dir / "latent_tsne.png", emb, test_y[idx],
-                                        f"t-SNE of the posterior means of {len(idx):,} test digits",
-                                        "t-SNE 1", "t-SNE 2", equal=False)
-            shown.append(Figure("latent_tsne.png", "Latent space, t-SNE",
-                                "A t-SNE embedding (scikit-learn) of the posterior means of a random subset of "
-                                "the test digits; distances between clusters are not meaningful in t-SNE."))
-        elif step == "collapse":
-            figures.plot_collapse(run_dir / "collapse.png", kl, units.variance, units.mask, units.threshold)
-            shown.append(Figure("collapse.png", "Posterior collapse: KL per dimension and active units",
-                                f"Top: KL(q(z_u|x) || N(0, 1)) of each latent dimension u, averaged over the test "
-                                f"set. Bottom: the variance over the test set of each posterior mean mu_u(x); a "
-                                f"unit is active above {units.threshold:g} (Burda et al. 2015). "
-                                f"{units.count} of {latent} units are active."))
-        elif step == "class_samples":
-            rng = report_stream(seed, "class_samples")
-            present = [c for c in classes if (test_y == c).any()]
-            per_class = min([3] + [int((test_y == c).sum()) for c in present])
-            panels = []
-            for c in present:
-                idx = np.sort(rng.choice(np.flatnonzero(test_y == c), size=per_class, replace=False))
-                eps = rng.standard_normal((len(idx), 6, latent))
-                z = F.reparameterize(mu[idx][:, None], logvar[idx][:, None], eps)
-                samples = _decode(backend, z.reshape(-1, latent), dtype).reshape(len(idx), 6, -1)
-                panels.append((f"digit {c}", test_x[idx], samples))
-            if panels:
-                figures.plot_class_samples(run_dir / "class_samples.png", panels)
-                shown.append(Figure("class_samples.png", "Per-class generation",
-                                    f"For each digit class, {per_class} test digits of that class (left of the red line), "
-                                    "each followed by six decodes of z = mu + sigma * eps, eps ~ N(0, I), drawn "
-                                    "from its posterior q(z|x)."))
+    steps = figure_steps(latent, tsne, only, log)
+    drawn = [FIGURES[step](inputs) for step in tqdm(steps, desc="report", unit="figure", disable=not progress,
+                                                    dynamic_ncols=True)]
+    shown: list[Figure] = [fig for fig in drawn if fig is not None]
 
     evaluation = None
     eval_path = run_dir / EVALUATION_FILE
