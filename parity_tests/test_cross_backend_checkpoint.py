@@ -6,16 +6,16 @@
    ``numpy_vae.training.evaluate`` on the 10,000 test images to the same
    negative ELBO within float32 rounding, which is also the one the run wrote
    to metrics.csv.
-2. A float64 run stopped after epoch 1 and resumed for epoch 2 in the *other*
-   backend (its last.npz: parameters and Adam moments in the shared flat layout)
-   ends where the same backend, uninterrupted, ends: every parameter within
-   1e-9 relative.
+2. A run stopped after epoch 2 and resumed for epochs 3 and 4 on the *other*
+   backend (`vae train --resume R --backend OTHER`: parameters and Adam moments in
+   the shared flat layout) ends where the same backend, uninterrupted, ends: every
+   parameter and moment within the parity suite's trajectory tolerance (float64
+   1e-9, float32 1e-3); then a fifth epoch goes back to the first backend.
 
 Measured: both runs' best.npz evaluate to 527.2370666503906 (NumPy) and
 527.2370544433594 (torch) nats whichever backend trained them: 2.3e-8 apart, the
 float32 rounding of the per-batch means; metrics.csv holds the training backend's
-own number.  Resumed across backends vs uninterrupted: every parameter and Adam
-moment within 2e-16 relative.
+own number.
 """
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ from numpy_vae.backends import make_backend
 from numpy_vae.config import TrainConfig
 from numpy_vae.report import write_report
 from numpy_vae.training import evaluate, train
+from numpy_vae.cli import main
 from parity_helpers import assert_parity
+from torch_vae.parity import TRAJECTORY_TOL
 
 OTHER = {"numpy": "torch", "torch": "numpy"}
 FLOAT32_ROUNDING = 1e-6   # relative: means of ~500-nat float32 per-batch means over 10 batches
@@ -116,32 +118,69 @@ def test_checkpoint_evaluates_to_the_same_test_elbo_in_both_backends(runs, real_
     assert abs(results["numpy"] - results["torch"]) <= FLOAT32_ROUNDING * results["numpy"], results
 
 
-@pytest.mark.parametrize("first", ["numpy", "torch"])
-def test_last_npz_resumes_in_the_other_backend(tmp_path, real_mnist_dir, first):
-    kw = dict(train_limit=256, batch_size=64, latent=6, hidden=(48, 24), dtype="float64")
-    straight = train(_config(tmp_path, real_mnist_dir, first, epochs=2, name="straight", **kw),
-                     progress=False, log=_quiet)
+class _Stop(Exception):
+    """Raised by the epoch hook: the run stops there, its last.npz written (as a kill after the commit point)."""
 
-    switched = train(_config(tmp_path, real_mnist_dir, first, epochs=1, name="switched", **kw),
-                     progress=False, log=_quiet)
-    # Hand the run to the other backend for a second epoch: the checkpoint's config says who continues.
-    params, optim, meta = load_checkpoint(switched / "last.npz")
-    meta["config"].update(backend=OTHER[first], epochs=2)
-    meta["backend"] = OTHER[first]
-    save_checkpoint(switched / "last.npz", params, optim, meta)
-    (switched / "config.json").write_text(json.dumps(meta["config"], indent=2))
-    train(None, resume=switched, progress=False, log=_quiet)
+
+def _stop_after(epoch: int):
+    def hook(run_dir, row, backend, config):
+        if row["epoch"] == epoch:
+            raise _Stop
+    return hook
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("first", ["numpy", "torch"])
+def test_a_run_continues_on_the_other_backend(tmp_path, real_mnist_dir, first, dtype, capsys):
+    """`vae train --resume R --backend OTHER`: 2 epochs on one backend, 2 on the other (Adam state carried
+    over) track 4 epochs on the first within the parity suite's trajectory tolerance; config.json and
+    metrics.csv say which backend ran each epoch."""
+    kw = dict(train_limit=256, batch_size=64, latent=6, hidden=(48, 24), dtype=dtype, epochs=4)
+    straight = train(_config(tmp_path, real_mnist_dir, first, name="straight", **kw), progress=False, log=_quiet)
+    with pytest.raises(_Stop):
+        train(_config(tmp_path, real_mnist_dir, first, name="switched", **kw), progress=False, log=_quiet,
+              on_epoch=_stop_after(2))
+    switched = tmp_path / "switched"
+    assert main(["train", "--resume", str(switched), "--backend", OTHER[first], "--no-progress",
+                 "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    assert f"after epoch 2 (step 8) on {OTHER[first]} (cpu); it ran on {first} (cpu) so far" in out
 
     p_straight, o_straight, m_straight = load_checkpoint(straight / "last.npz")
     p_switched, o_switched, m_switched = load_checkpoint(switched / "last.npz")
-    assert m_switched["backend"] == OTHER[first] and m_switched["epoch"] == m_straight["epoch"] == 2
-    assert int(o_switched["step"]) == int(o_straight["step"]) == 8
+    assert m_switched["backend"] == m_switched["config"]["backend"] == OTHER[first]
+    assert json.loads((switched / "config.json").read_text())["backend"] == OTHER[first]
+    with open(switched / "metrics.csv") as f:
+        assert [row["backend"] for row in csv.DictReader(f)] == [first, first, OTHER[first], OTHER[first]]
+    assert int(o_switched["step"]) == int(o_straight["step"]) == 16
+    tol = TRAJECTORY_TOL[dtype]
     for name in p_straight:
-        assert_parity(name, p_switched[name], p_straight[name], np.float64, tol=1e-9)
+        assert_parity(name, p_switched[name], p_straight[name], np.dtype(dtype), tol=tol)
     for key in ("exp_avg", "exp_avg_sq"):
-        assert_parity(key, o_switched[key], o_straight[key], np.float64, tol=1e-9)
-    timeless = [{k: v for k, v in rows[0].items() if k != "seconds"} for rows in (m_switched["metrics"],
-                                                                                   m_straight["metrics"])]
-    assert timeless[0] == timeless[1]                                     # epoch 1 is the same epoch
-    np.testing.assert_allclose(m_switched["metrics"][1]["test_loss"], m_straight["metrics"][1]["test_loss"],
-                               rtol=1e-12)
+        assert_parity(key, o_switched[key], o_straight[key], np.dtype(dtype), tol=tol)
+    timeless = [[{k: v for k, v in row.items() if k != "seconds"} for row in rows[:2]]
+                for rows in (m_switched["metrics"], m_straight["metrics"])]
+    assert timeless[0] == timeless[1]                                     # epochs 1 and 2 are the same epochs
+    np.testing.assert_allclose(m_switched["metrics"][3]["test_loss"], m_straight["metrics"][3]["test_loss"],
+                               rtol=tol)
+
+    # and back: a fifth epoch on the first backend again, from the other's Adam state
+    config = json.loads((switched / "config.json").read_text())
+    params, optim, meta = load_checkpoint(switched / "last.npz")
+    meta["config"]["epochs"] = config["epochs"] = 5
+    save_checkpoint(switched / "last.npz", params, optim, meta)
+    (switched / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--resume", str(switched), "--backend", first, "--no-progress", "--no-figures"]) == 0
+    with open(switched / "metrics.csv") as f:
+        assert [row["backend"] for row in csv.DictReader(f)] == [first, first, OTHER[first], OTHER[first], first]
+    assert int(load_checkpoint(switched / "last.npz")[1]["step"]) == 20
+
+
+def test_a_resume_refuses_an_unknown_backend_in_one_line(tmp_path, real_mnist_dir, capsys):
+    run = train(_config(tmp_path, real_mnist_dir, "numpy", train_limit=128, batch_size=64, latent=2,
+                        hidden=(8,), epochs=2), progress=False, log=_quiet)
+    assert main(["train", "--resume", str(run), "--backend", "jax", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vae: error: --backend jax: unknown backend") and err.count("\n") == 1
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 2
+    assert "only --backend, --device and --data-dir may be given" in capsys.readouterr().err

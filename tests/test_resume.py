@@ -114,7 +114,7 @@ STOCHASTIC = ["--batchnorm", "--dropout", "0.2", "--binarize", "dynamic", "--kl-
 
 @pytest.mark.parametrize("backend,extra", [
     pytest.param("numpy", [], id="numpy"),
-    pytest.param("torch", [], id="torch", marks=BACKENDS[1].marks),
+    pytest.param("torch", [], id="torch"),
     pytest.param("numpy", STOCHASTIC, id="numpy-bn-dropout-dynamic-warmup"),
 ])
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(backend, extra, mnist, tmp_path):

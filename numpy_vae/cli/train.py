@@ -17,6 +17,9 @@ from .args import (UsageError, preset, adam_epsilon, add_data_dir, hidden_sizes,
                    non_negative_int, positive_float, positive_int, refuse_file_as_data_dir)
 from .serve import port_number
 
+#: Options a resume may change: which backend (and device) continues the run; the numbers do not depend on it
+#: beyond rounding (the parity suite's trajectory tolerance), and the Adam state carries over.
+RESUME_OPTIONS = ("backend", "device")
 # Options that set the training configuration (TrainConfig fields).
 CONFIG_OPTIONS = ("backend", "device", "epochs", "batch_size", "lr", "lr_schedule", "adam_eps", "weight_decay",
                   "clip_grad_norm", "arch", "latent", "hidden", "activation", "batchnorm", "dropout", "likelihood",
@@ -118,7 +121,9 @@ def register(sub) -> None:
                         f"config.json, so a resumed run keeps it (default: {d.kernels})")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its last checkpoint, with its saved configuration; "
-                        "the result equals the uninterrupted run bit for bit (only --data-dir may be given with it)")
+                        "the result equals the uninterrupted run bit for bit (only --data-dir may be given with "
+                        "it, and --backend/--device to continue on another backend, Adam state included: then "
+                        "the result tracks the run within the backends' rounding)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-figures", action="store_true", help="skip the figures and report at the end")
     p.add_argument("--serve", action="store_true",
@@ -172,10 +177,16 @@ def run(args) -> int:
     from .serve import epoch_hooks
     given = [dest for dest in CONFIG_OPTIONS if getattr(args, dest) is not None]
     if args.resume is not None:
-        if given or args.preset != "default":
-            first = _option(given[0]) if given else "--preset"
+        fixed = [dest for dest in given if dest not in RESUME_OPTIONS]
+        if fixed or args.preset != "default":
+            first = _option(fixed[0]) if fixed else "--preset"
             raise UsageError(f"{first} cannot be combined with --resume: a resumed run keeps the configuration "
-                             f"saved in {Path(args.resume) / 'last.npz'} (only --data-dir may be given)")
+                             f"saved in {Path(args.resume) / 'last.npz'} (only --backend, --device and "
+                             f"--data-dir may be given)")
+        if args.backend is not None and args.backend not in available_backends():
+            raise UsageError(f"--backend {args.backend}: unknown backend; available: {', '.join(available_backends())}")
+        if args.backend == "numpy" and args.device not in (None, "cpu"):
+            raise UsageError(f"--device {args.device}: the numpy backend runs on the CPU; use --backend torch for cuda")
         run_dir = Path(args.resume)
         if run_dir.is_file():
             raise UsageError(f"--resume {args.resume} is a file; pass the run folder that holds last.npz")
@@ -188,7 +199,7 @@ def run(args) -> int:
             check_data_dir(args.data_dir)
         with epoch_hooks(args, run_dir) as on_epoch:
             run_dir = train(None, resume=run_dir, progress=not args.no_progress, data_dir=args.data_dir,
-                            on_epoch=on_epoch)
+                            on_epoch=on_epoch, resume_backend=args.backend, resume_device=args.device)
             return _report(args, run_dir)
 
     values = {**vars(TrainConfig()), **preset_values(args.preset), **{k: getattr(args, k) for k in given}}

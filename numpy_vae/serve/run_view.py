@@ -71,8 +71,12 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+TEXT_COLUMNS = ("backend",)          # metrics.csv columns that hold words, not numbers
+
+
 def parse_metrics(text: str, name: str = "metrics.csv") -> tuple[list[str], list[dict]]:
-    """metrics.csv's text -> (columns, rows); every value a float (epoch an int), unparseable ones None.
+    """metrics.csv's text -> (columns, rows); every value a float (epoch an int), unparseable ones None;
+    the text columns (``TEXT_COLUMNS``: which backend ran the epoch) as they are written.
 
     A table that cannot be a run's (a field over the csv module's limit, an epoch that is
     not a whole number >= 0) is a :class:`ServeError` (503) naming ``name``.
@@ -88,6 +92,9 @@ def parse_metrics(text: str, name: str = "metrics.csv") -> tuple[list[str], list
         row = {}
         for column in columns:
             value = raw.get(column)
+            if column in TEXT_COLUMNS:
+                row[column] = value or None
+                continue
             try:
                 number = float(value)
             except (TypeError, ValueError):

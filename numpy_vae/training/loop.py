@@ -29,6 +29,7 @@ non-finite is saved (:class:`TrainingError` names the epoch and step).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -123,7 +124,8 @@ def _kept(run_dir: Path, epoch: int) -> str:
 
 
 def train(config: TrainConfig | None, resume: str | Path | None = None, progress: bool = True,
-          log=print, data_dir: str | Path | None = None, on_epoch=None) -> Path:
+          log=print, data_dir: str | Path | None = None, on_epoch=None, resume_backend: str | None = None,
+          resume_device: str | None = None) -> Path:
     """Train, writing the run folder; returns its path.
 
     ``resume`` continues a run folder from its last.npz, with the checkpoint's
@@ -139,7 +141,10 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
         run_dir = Path(resume)
         if run_dir.is_symlink():                      # runs/latest: the real folder, so latest is not pointed at itself
             run_dir = run_dir.resolve()
-        config, params, optim, meta = read_resume_state(run_dir, data_dir)
+        saved_backend = None
+        config, params, optim, meta = read_resume_state(run_dir, data_dir, resume_backend, resume_device)
+        if (config.backend, config.device) != (meta["config"].get("backend"), meta["config"].get("device")):
+            saved_backend = f"{meta['config'].get('backend')} ({meta['config'].get('device')})"
     else:
         validate_config(config)
     learning_rate(config, 0, 1)                       # refuse a bad schedule before anything is written
@@ -201,7 +206,13 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
             for tmp in remove_stale_temporaries(run_dir):
                 log(f"removed {tmp}, left by an interrupted write")
             write_metrics(run_dir / "metrics.csv", rows)   # drops a row of an epoch that never reached last.npz
-            log(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
+            # config.json names the backend that goes on (a resume may switch it; the rest is the checkpoint's)
+            write_config(run_dir, dataclasses.replace(config, data_dir=meta["config"].get("data_dir", config.data_dir)))
+            if saved_backend is not None:
+                log(f"resuming {run_dir} after epoch {start_epoch} (step {step}) on {config.backend} "
+                    f"({config.device}); it ran on {saved_backend} so far")
+            else:
+                log(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
         else:
             write_config(run_dir, config)
         point_latest_at(run_dir)
@@ -250,6 +261,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, progress
                    "lr": learning_rate(config, step - 1, total_steps, steps_per_epoch),
                    "beta": kl_weight(config, step - 1, steps_per_epoch), "seconds": time.perf_counter() - t0}
             row = {k: (v if k == "epoch" else float(v)) for k, v in row.items()}
+            row["backend"] = config.backend                # which backend ran this epoch (a resume may switch)
             rows.append(row)
             meta = {"config": config.to_json(), "spec": backend.spec.to_json(), "epoch": epoch, "step": step,
                     "metrics": rows,

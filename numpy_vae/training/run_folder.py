@@ -27,7 +27,10 @@ from .restore import saved_spec
 #: left empty in the rows of runs written before they existed.
 REQUIRED_METRIC_FIELDS = ["epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl",
                           "lr", "seconds"]
-METRIC_FIELDS = [*REQUIRED_METRIC_FIELDS[:-1], "beta", "seconds"]
+METRIC_FIELDS = [*REQUIRED_METRIC_FIELDS[:-1], "beta", "backend", "seconds"]
+#: Fields a resume may change (``vae train --resume R --backend torch``): config.json and the checkpoint
+#: may differ in them after a resume was interrupted before its first checkpoint.
+SWITCHABLE_FIELDS = ("backend", "device")
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -63,8 +66,10 @@ def new_run_dir(config: TrainConfig) -> Path:
     raise ConfigError(f"cannot find a free run folder name {stem}-N in {config.runs_dir}; pass --name")
 
 
-def read_resume_state(run_dir: Path, data_dir) -> tuple[TrainConfig, dict, dict, dict]:
-    """Read RUN_DIR/last.npz and refuse it unless a resume can continue it exactly."""
+def read_resume_state(run_dir: Path, data_dir, backend: str | None = None,
+                      device: str | None = None) -> tuple[TrainConfig, dict, dict, dict]:
+    """Read RUN_DIR/last.npz and refuse it unless a resume can continue it exactly; ``backend`` and
+    ``device`` (if given) continue it on another backend (device default: cpu for numpy, else the run's)."""
     ckpt = run_dir / "last.npz"
     params, optim, meta = load_checkpoint(ckpt)
     check_meta(meta, ckpt, REQUIRED_METRIC_FIELDS)
@@ -98,14 +103,23 @@ def read_resume_state(run_dir: Path, data_dir) -> tuple[TrainConfig, dict, dict,
         if written is None:
             raise CheckpointError(f"{config_json} is not a run configuration; the checkpoint's config is "
                                   f"authoritative: delete config.json to have it rewritten")
-        if written != config:
-            diff = [f.name for f in dataclasses.fields(config) if getattr(written, f.name) != getattr(config, f.name)]
+        diff = [f.name for f in dataclasses.fields(config) if getattr(written, f.name) != getattr(config, f.name)
+                and f.name not in SWITCHABLE_FIELDS]
+        if diff:
             shown = ", ".join(f"{k}: {getattr(written, k)!r} in config.json, {getattr(config, k)!r} in last.npz"
                               for k in diff[:3])
             raise CheckpointError(f"{config_json} disagrees with {ckpt} ({shown}); a resume continues the "
                                   f"checkpoint's config exactly: restore config.json, or start a new run")
     if data_dir is not None:                      # where MNIST lives does not change the result
         config = dataclasses.replace(config, data_dir=str(data_dir))
+    if backend is not None or device is not None:
+        backend = backend or config.backend
+        device = device or ("cpu" if backend == "numpy" else config.device)
+        config = dataclasses.replace(config, backend=backend, device=device)
+        try:
+            validate_config(config)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     return config, params, optim, meta
 
 
