@@ -160,3 +160,26 @@ def test_a_checkpoint_whose_spec_does_not_fit_its_parameters_is_refused(runs, tm
     save_checkpoint(tmp_path / "bad.npz", params, optim, meta)
     with pytest.raises(CheckpointError, match="its model spec cannot be built"):
         torch_vae.load(tmp_path / "bad.npz")
+
+
+def test_a_two_layer_checkpoint_is_read_by_its_kind(real_mnist_dir, tmp_path, capsys):
+    """The spec kinds are a table: a burda2 run (kind "hvae") comes back through the same loader."""
+    config = TrainConfig(**{**preset_values("burda2"), "epochs": 1, "train_limit": 40, "batch_size": 20,
+                            "data_dir": str(real_mnist_dir), "runs_dir": str(tmp_path), "name": "burda2"})
+    run = train(config, progress=False, log=lambda *a: None)
+    spec = config.spec()
+    params, _, meta = load_checkpoint(run / "last.npz")
+    assert meta["spec"]["kind"] == "hvae" and spec_from_json(meta["spec"]) == spec
+    model = numpy_vae.load(run)
+    assert isinstance(model, numpy_vae.HVAE) and model.spec == spec
+    _same_state(model.state_dict(), params)
+    loaded, _, _ = load_backend(run)
+    assert loaded.spec == spec
+    _same_state(loaded.get_params(), params)
+    assert make_backend(read_resume_state(run, None)[0]).spec == spec
+    code, out, err = run_main(["evaluate", str(run), "-k", "2", "--limit", "2", "--no-save", "--no-progress",
+                               "--data-dir", str(real_mnist_dir)], capsys)
+    assert code == 0, err
+    assert f"model (as the checkpoint stores it) {spec.summary()}\n" in out
+    with pytest.raises(SpecError, match="VAESpec"):                       # no torch port of it yet
+        torch_vae.load(run)

@@ -13,6 +13,7 @@ the layers attach: docs/gradients.md.
     gaussian_nll, gaussian_log_likelihood  N(x | mean, variance I), the variance fixed, with its constant
     standard_normal_log_density          log N(z | 0, I)
     diag_gaussian_log_density            log N(z | mu, diag(e^logvar))
+    gaussian_sample_log_density          the same at its own sample z = mu + sigma eps, from eps
     log_prior_ratio                      log p(z) - log q(z|x) for z = mu + sigma eps
     std, reparameterize                  sigma = e^(logvar/2), z = mu + eps sigma
 """
@@ -85,16 +86,29 @@ def gaussian_log_likelihood(mean: np.ndarray, x: np.ndarray, variance: float) ->
 
 # ------------------------------------------------------------- latent densities
 def standard_normal_log_density(z: np.ndarray) -> np.ndarray:
-    """log N(z | 0, I) summed over the last axis: -1/2 sum_l z_l^2 - L/2 log 2pi."""
-    return -0.5 * (z * z).sum(axis=-1) - z.dtype.type(0.5 * z.shape[-1] * LOG_2PI)
+    """log N(z | 0, I) summed over the last axis: -1/2 sum_l (log 2pi + z_l^2)."""
+    return -0.5 * (z * z + LOG_2PI).sum(axis=-1)
 
 
-def diag_gaussian_log_density(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """log N(z | mu, diag(e^logvar)) summed over the last axis:
-    -1/2 sum_l [(z_l - mu_l)^2 e^-logvar_l + logvar_l] - L/2 log 2pi."""
-    d = z - mu
-    terms = d * d * np.exp(-logvar) + logvar
-    return -0.5 * terms.sum(axis=-1) - terms.dtype.type(0.5 * terms.shape[-1] * LOG_2PI)
+def diag_gaussian_log_density(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray, r: np.ndarray | None = None,
+                              scaled: np.ndarray | None = None) -> np.ndarray:
+    """log N(z | mu, diag(e^logvar)) summed over the last axis: -1/2 sum_l [log 2pi + logvar_l + (z_l - mu_l)^2
+    e^-logvar_l].  ``r`` = z - mu and ``scaled`` = r e^-logvar, if already at hand (a backward keeps them)."""
+    r = z - mu if r is None else r
+    scaled = r * np.exp(-logvar) if scaled is None else scaled
+    terms = r * scaled
+    terms += logvar
+    terms += LOG_2PI
+    return -0.5 * terms.sum(axis=-1)
+
+
+def gaussian_sample_log_density(eps: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """log N(z | mu, diag(e^logvar)) at its own sample z = mu + e^(logvar/2) eps, where (z - mu)^2 e^-logvar
+    = eps^2: -1/2 sum_l [eps_l^2 + log 2pi + logvar_l], logvar broadcast against eps."""
+    terms = eps * eps
+    terms += LOG_2PI
+    terms = terms + logvar                      # broadcasts logvar (B, 1, L) against eps (B, K, L)
+    return -0.5 * terms.sum(axis=-1)
 
 
 def log_prior_ratio(z: np.ndarray, eps: np.ndarray, logvar: np.ndarray) -> np.ndarray:

@@ -6,15 +6,13 @@ for a stack of stochastic layers (``numpy_vae.hvae``), where no closed-form KL e
     SampleLogDensity          log N(z; mu, e^logvar) at z = mu + e^(logvar/2) eps, as a function of
                               (eps, logvar): the same number, and the same total derivative  (log q(h_l|h_(l-1)))
 
-Each sums over the last axis: (..., L) -> (...,).  Derivation: docs/gradients.md#diagonal-gaussian-log-densities
+Each sums over the last axis: (..., L) -> (...,); the values are ``functional.py``'s formulas.  Derivation: docs/gradients.md#diagonal-gaussian-log-densities
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-LOG_2PI = math.log(2 * math.pi)
+from . import functional as F
 
 
 class DiagGaussianLogDensity:
@@ -25,11 +23,8 @@ class DiagGaussianLogDensity:
     # lp = -1/2 sum_l [log 2pi + logvar + (z - mu)^2 e^-logvar]
     def forward(self, z: np.ndarray, mu: np.ndarray, logvar: np.ndarray):
         r = z - mu
-        scaled = r * np.exp(-logvar)                  # (z - mu) e^-logvar
-        elementwise = r * scaled
-        elementwise += logvar
-        elementwise += LOG_2PI
-        lp = -0.5 * elementwise.sum(axis=-1)
+        scaled = r * np.exp(-logvar)                  # (z - mu) e^-logvar: backward reuses both
+        lp = F.diag_gaussian_log_density(z, mu, logvar, r, scaled)
 
         # dz = -(z - mu) e^-logvar,  dmu = -dz,  dlogvar = 1/2 ((z - mu)^2 e^-logvar - 1)
         def backward(dlp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,7 +45,7 @@ class StandardNormalLogDensity:
 
     # lp = -1/2 sum_l [log 2pi + z^2]
     def forward(self, z: np.ndarray):
-        lp = -0.5 * (z * z + LOG_2PI).sum(axis=-1)
+        lp = F.standard_normal_log_density(z)
 
         # dz = -z
         def backward(dlp: np.ndarray) -> np.ndarray:
@@ -74,11 +69,8 @@ class SampleLogDensity:
 
     # lq = -1/2 sum_l [log 2pi + logvar + eps^2]
     def forward(self, eps: np.ndarray, logvar: np.ndarray):
-        elementwise = eps * eps
-        elementwise += LOG_2PI
-        elementwise = elementwise + logvar                  # broadcasts logvar (B, 1, L) against eps (B, K, L)
-        lq = -0.5 * elementwise.sum(axis=-1)
-        shape, dtype = elementwise.shape, elementwise.dtype
+        lq = F.gaussian_sample_log_density(eps, logvar)
+        shape, dtype = np.broadcast_shapes(eps.shape, logvar.shape), np.result_type(eps, logvar)
 
         # dlogvar = -1/2 (broadcast over l)
         def backward(dlq: np.ndarray) -> np.ndarray:

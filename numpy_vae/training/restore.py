@@ -164,7 +164,8 @@ def load_backend(checkpoint, backend: str = "numpy", device: str = "cpu"):
 
 
 def load_model(checkpoint, dtype=None) -> VAE:
-    """The ``numpy_vae.VAE`` (or ``HVAE``, for a spec of several stochastic layers) saved in ``checkpoint``, its weights loaded, in evaluation mode (``numpy_vae.load``).
+    """The ``numpy_vae.VAE`` (an ``HVAE`` for a spec of several stochastic layers) saved in ``checkpoint``,
+    its weights loaded, in evaluation mode (``numpy_vae.load``).
 
     ``dtype``: float32 or float64; default the checkpoint's own.
     """
