@@ -3,7 +3,8 @@
 Layout of one file:
     params/<name>     every model parameter, named as torch_vae's state_dict() keys
     optim/<key>       the optimizer's state (step, exp_avg, exp_avg_sq, ... as flat arrays)
-    meta              a JSON string: model config, training config, epoch, step,
+    meta              a JSON string: the model's spec (``spec``: numpy_vae.specs' to_json, read back by
+                      training.restore, the one loader), the training config, epoch, step,
                       random generator states, metrics so far
 
 Either backend writes and reads this format, so a model trained by one is
