@@ -129,4 +129,8 @@ def test_vae_parity_takes_a_preset(preset, capsys):
     out = capsys.readouterr().out
     assert "parity: all relative errors within tolerance" in out
     if preset == "mlp-bn":
-        assert "batchnorm=True dropout=0.2" in out and "running_mean" in out and "rounding noise" in out
+        assert "BatchNorm1d(256), ReLU(), Dropout(p=0.2)" in out and "running_mean" in out and "rounding noise" in out
+    if preset == "burda":                                   # the model line is the spec built: tanh
+        assert "Linear(784, 200), Tanh()" in out and "ReLU" not in out
+    if preset == "mse":
+        assert "Sigmoid() -> gaussian (variance 0.5)" in out
