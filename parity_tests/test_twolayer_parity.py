@@ -187,7 +187,7 @@ def test_vae_parity_preset_burda2(capsys, tmp_path):
                  "--data-dir", str(tmp_path / "no-mnist")])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "config: arch=burda2 latent=50" in out
+    assert f"model: {numpy_vae.specs.burda2_spec().summary()}\n" in out          # the spec built, in one line
     names = list(numpy_vae.specs.burda2_spec().parameter_shapes())
     assert len(names) == 30                         # 15 Linear layers
     for name in names:

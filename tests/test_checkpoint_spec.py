@@ -181,5 +181,9 @@ def test_a_two_layer_checkpoint_is_read_by_its_kind(real_mnist_dir, tmp_path, ca
                                "--data-dir", str(real_mnist_dir)], capsys)
     assert code == 0, err
     assert f"model (as the checkpoint stores it) {spec.summary()}\n" in out
-    with pytest.raises(SpecError, match="VAESpec"):                       # no torch port of it yet
-        torch_vae.load(run)
+    module = torch_vae.load(run)                                          # the torch port: TorchHVAE
+    assert isinstance(module, torch_vae.TorchHVAE) and module.spec == spec and not module.training
+    _same_state(module.state_dict(), params)
+    loaded, _, _ = load_backend(run, backend="torch")
+    assert loaded.spec == spec
+    _same_state(loaded.get_params(), params)

@@ -45,13 +45,12 @@ def gaussian_nll(mean: torch.Tensor, x: torch.Tensor, variance: float) -> torch.
 
 def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
     """log N(z | 0, I) summed over the last axis: -1/2 sum_l (log 2pi + z_l^2)."""
-    return -0.5 * (z * z + LOG_2PI).sum(-1)
+    return -0.5 * (LOG_2PI + z ** 2).sum(-1)
 
 
 def diag_gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z | mu, diag(e^logvar)) summed over the last axis."""
-    r = z - mu
-    return -0.5 * (r * (r * torch.exp(-logvar)) + logvar + LOG_2PI).sum(-1)
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
 
 
 def log_prior_ratio(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -29,17 +29,10 @@ from numpy_vae.inputs import InputError
 from numpy_vae.specs import HVAESpec, SpecError
 
 from . import inputs
-from .model import bernoulli_nll, build_layer, reparameterize, torch_dtype
+from .functional import bernoulli_nll, diag_gaussian_log_density, reparameterize, standard_normal_log_density
+from .model import build_layer, torch_dtype
 
 __all__ = ["TorchHVAE", "diag_gaussian_log_density"]
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def diag_gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, e^logvar) summed over the last axis: (..., L) -> (...,)."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
-
 
 class GaussianLayer(nn.Module):
     """One stochastic layer: a = net(h), mu = mu(a), logvar = logvar(a) (its spec: ``specs.StochasticLayer``)."""
@@ -140,7 +133,7 @@ class TorchHVAE(nn.Module):
             log_q = log_q + diag_gaussian_log_density(h_l, mu, logvar)             # (B, K)
             h.append(h_l)
             below = h_l
-        log_p = -0.5 * (LOG_2PI + h[-1] ** 2).sum(-1)                             # log N(h_L; 0, I)
+        log_p = standard_normal_log_density(h[-1])                                # log N(h_L; 0, I)
         for l, p in enumerate(self.p):
             log_p = log_p + diag_gaussian_log_density(h[l], *p(h[l + 1]))
         logits = self.px.net(h[0].reshape(batch * k, -1))                          # (B K, D), row b K + k
