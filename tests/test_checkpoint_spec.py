@@ -187,3 +187,12 @@ def test_a_two_layer_checkpoint_is_read_by_its_kind(real_mnist_dir, tmp_path, ca
     loaded, _, _ = load_backend(run, backend="torch")
     assert loaded.spec == spec
     _same_state(loaded.get_params(), params)
+
+
+def test_a_stored_spec_of_an_absurd_size_is_refused_before_anything_is_built(runs, tmp_path):
+    run, _ = runs["linear-16-3"]
+    params, optim, meta = load_checkpoint(run / "last.npz")
+    meta["spec"] = mlp_spec(hidden=(100_000, 100_000), latent=3).to_json()
+    save_checkpoint(tmp_path / "huge.npz", params, optim, meta)
+    with pytest.raises(CheckpointError, match=r"huge\.npz: its model has 20,158,100,790 parameters, more than the"):
+        numpy_vae.load(tmp_path / "huge.npz")

@@ -134,8 +134,10 @@ def read_saved(checkpoint) -> Saved:
     config = _saved_config(meta, params, path)
     spec, source = saved_spec(meta, config, path)
     if spec.num_params > MAX_PARAMETERS:            # before anything of that size is allocated
-        raise ConfigError(f"checkpoint {path}: its model has {spec.num_params:,} parameters, more than the "
-                          f"{MAX_PARAMETERS:,} supported")
+        too_big = f"its model has {spec.num_params:,} parameters, more than the {MAX_PARAMETERS:,} supported"
+        if source == "checkpoint":
+            raise CheckpointError(f"checkpoint {path}: {too_big}; refused before anything is allocated")
+        raise _invalid_config(path, too_big)
     try:
         validate_config(config)
     except ConfigError as e:
