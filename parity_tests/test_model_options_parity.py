@@ -134,3 +134,16 @@ def test_vae_parity_takes_a_preset(preset, capsys):
         assert "Linear(784, 200), Tanh()" in out and "ReLU" not in out
     if preset == "mse":
         assert "Sigmoid() -> gaussian (variance 0.5)" in out
+
+
+def test_a_bias_before_batchnorm_whose_layer_input_is_all_zero():
+    """Hypothesis found it: hidden (2,), BatchNorm, Dropout 0.5, beta 0: ReLU and the masks zero h for every
+    sample, so fc_mu.weight's gradient is exactly 0 and cannot be the scale of fc_mu.bias's rounding noise
+    (it reported a relative error of 2e302); the sum of |dloss/dmu_b| over the batch is that scale."""
+    rng = np.random.default_rng(3)
+    x, eps = mnist_like(rng, 11, "uniform", np.float32), draw_eps(rng, 11, 5, np.float32)
+    opts = {"batchnorm": True, "dropout": 0.5, "activation": "relu", "likelihood": "bernoulli"}
+    rows = gradient_rows(config_of(opts, (2,), 5, 0.0, np.float32), x, eps, seed=3, training=True)
+    row = next(r for r in rows if r.name.startswith("grad fc_mu.bias"))
+    assert "0 in exact arithmetic" in row.name
+    assert_rows(rows, np.float32)

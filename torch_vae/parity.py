@@ -176,23 +176,36 @@ def compare_models(ref, port, x: np.ndarray, eps: np.ndarray, device="cpu", mask
     grads_np, dx_np = ref.backward()
     xt = torch.tensor(np.asarray(x, dtype), device=device, requires_grad=True)
     masks_t = None if masks is None else {k: torch.tensor(np.asarray(v, dtype), device=device) for k, v in masks.items()}
-    out_t = port(xt, torch.tensor(np.asarray(eps, dtype), device=device), masks_t)
+    noise = biases_before_batchnorm(ref.spec, ref.beta) if ref.training else []
+    outputs = {}                     # bias name -> its layer's output y: the bias gradient is sum_b dloss/dy_b
+    hooks = [port.get_submodule(n[:-len(".bias")]).register_forward_hook(
+        lambda module, args, out, n=n: outputs.__setitem__(n, out)) for n in noise]
+    try:
+        out_t = port(xt, torch.tensor(np.asarray(eps, dtype), device=device), masks_t)
+    finally:
+        for hook in hooks:
+            hook.remove()
     names = [n for n, _ in port.named_parameters()]
     if names != list(grads_np):
         raise ValueError(f"the two models' parameters differ: {names} and {list(grads_np)}")
-    grads_t = torch.autograd.grad(out_t["loss"], [xt, *port.parameters()])
+    grads_t = torch.autograd.grad(out_t["loss"], [xt, *port.parameters(), *outputs.values()])
+    dys = dict(zip(outputs, grads_t[1 + len(names):]))
     rows = [compare(k, out_np[k], out_t[k], tol) for k in ("loss", "recon", "kl", "mu", "logvar", "z", "logits")]
     kl_abs = kl_rounding(out_np["mu"], out_np["logvar"], dtype)
     _with_kl_rounding(rows[2], kl_abs, float(out_t["kl"].detach()))
     _with_kl_rounding(rows[0], ref.beta * kl_abs, float(out_t["loss"].detach()))
     rows.append(compare("grad x", dx_np, grads_t[0], tol))
-    noise = set(biases_before_batchnorm(ref.spec, ref.beta)) if ref.training else set()
-    by_name = dict(zip(names, grads_t[1:]))
+    by_name = dict(zip(names, grads_t[1:1 + len(names)]))
     for n, g in by_name.items():
         row = compare(f"grad {n}", grads_np[n], g, tol)
-        if n in noise:
-            row = _noise_row(row, grads_np[n], g, max(_norm(by_name[n[:-len("bias")] + "weight"].detach().cpu().numpy()),
-                                                      np.finfo(np.float64).tiny))
+        if n in dys:
+            # Rounding-small against the weight's gradient, or against the sum of |terms| the bias gradient
+            # adds up (sum_b |dy_b|), whichever is larger: where the layer's input is 0 for every sample
+            # (ReLU and Dropout can zero it) the weight's gradient is exactly 0 and says nothing.
+            terms = dys[n].detach().abs().sum(0).cpu().numpy()
+            scale = max(_norm(by_name[n[:-len("bias")] + "weight"].detach().cpu().numpy()), _norm(terms),
+                        np.finfo(np.float64).tiny)
+            row = _noise_row(row, grads_np[n], g, scale)
         rows.append(row)
     state_t = port.state_dict()
     rows += [compare(f"buffer {n}", b, state_t[n], tol) for n, b in ref.buffers.items()]
