@@ -46,15 +46,18 @@ def relative_error(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
 
 
 def assert_gradient(analytic: np.ndarray, f: Callable[[], float], x: np.ndarray, tol: float = 1e-6,
-                    h: float = 1e-6) -> float:
+                    h: float = 1e-6, f_scale: float | None = None) -> float:
     """Assert that ``analytic`` equals the central finite differences of ``f()`` with respect to ``x``
     (perturbed in place, float64) to ``tol`` relative; returns the relative error.  The tests' one helper.
 
     Entries far below the finite differences' rounding noise, eps |f| / h per entry, cannot be checked
     relatively: the error's denominator never drops below 1e4 times that noise (an absolute check there).
+    ``f_scale`` is the size f is rounded at where it is a sum whose terms cancel (sum |terms|; default |f()|):
+    a weighted sum of +-1's can be near 0 while each evaluation still carries eps times its terms' size.
     """
     numeric = numerical_gradient(f, x, h)
-    floor = 1e4 * np.finfo(np.float64).eps * abs(float(f())) / h * np.sqrt(x.size)
+    scale = abs(float(f())) if f_scale is None else float(f_scale)
+    floor = 1e4 * np.finfo(np.float64).eps * scale / h * np.sqrt(x.size)
     err = relative_error(analytic, numeric, floor)
     assert err < tol, (err, analytic, numeric)
     return err
