@@ -126,3 +126,13 @@ def test_resume_of_an_unstarted_folder_with_a_bad_config_json_names_it(tmp_path)
     (run / "config.json").write_text(json.dumps({"epochs": "ten"}))
     with pytest.raises(CheckpointError, match=r"run/config\.json: no last\.npz beside it.*epochs='ten'"):
         train(None, resume=run, progress=False, log=quiet)
+
+
+def test_an_unstarted_folder_resumed_on_the_other_backend_starts_over_there(mnist, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = TrainConfig(**{**TINY, "epochs": 1, "data_dir": str(mnist), "runs_dir": str(tmp_path), "name": "run"})
+    (run / "config.json").write_text(json.dumps(config.to_json()))
+    train(None, resume=run, progress=False, log=quiet, resume_backend="torch")
+    assert json.loads((run / "config.json").read_text())["backend"] == "torch"
+    assert load_checkpoint(run / "last.npz")[2]["metrics"][0]["backend"] == "torch"
