@@ -439,33 +439,26 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def register(sub) -> None:
     """Add ``vae parity`` to the ``vae`` command's subparsers."""
-    from numpy_vae.cli.args import (add_data_dir, hidden_sizes, learning_rate, non_negative_float, non_negative_int,
-                                    positive_int)
+    from numpy_vae.cli.args import add_config_flags, add_data_dir, non_negative_int, preset
     p = sub.add_parser("parity", help="compare the NumPy and PyTorch VAEs quantity by quantity (cmp-style)",
                        description="Same weights, batch and noise through numpy_vae and torch_vae: for every "
                                    "parameter, exact match, allclose, max abs diff and relative error of the "
                                    "gradients, then of the parameters after a few Adam steps; on the CPU and, "
                                    "where present, CUDA.  Exit status 1 if a relative error exceeds tolerance.",
                        formatter_class=DefaultsFormatter)
-    from numpy_vae.specs import ARCHITECTURES
-    from numpy_vae.cli.args import preset
     p.add_argument("--preset", type=preset, default=None, metavar="PRESET",
                    help="the model of a `vae train` preset (mlp-bn, mse, burda, linear-W-L, ...): its architecture "
                         "and options; --arch, --latent, --hidden and --beta given explicitly win")
-    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
-                   help="architecture (numpy_vae.specs; default: mlp)")
-    p.add_argument("--latent", type=positive_int, default=None, help="latent dimensions (default: 20)")
-    p.add_argument("--hidden", type=hidden_sizes, default=None, help="encoder hidden sizes, e.g. 512,256 "
-                                                                      "(default: 512,256)")
-    p.add_argument("--beta", type=non_negative_float, default=None, help="weight of the KL term (default: 1)")
+    # the model's fields as `vae train` declares them (None: the preset's, else TrainConfig's default)
+    add_config_flags(p, ["arch", "latent", "hidden", "beta"])
     p.add_argument("--dtype", choices=["float64", "float32", "both"], default="both", help="precision compared")
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                    help="all: the CPU, and CUDA where torch.cuda.is_available()")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images a batch")
+    add_config_flags(p, ["batch_size", "lr", "seed"], defaults={"batch_size": 64, "lr": 1e-3, "seed": 0},
+                     helps={"batch_size": "images a batch (default: %(default)s)",
+                            "seed": "seed of the weights, batches and noise (default: %(default)s)"})
     p.add_argument("--steps", type=non_negative_int, default=10,
                    help="Adam steps for the trajectory section (0: skip it)")
-    p.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights, batches and noise")
     p.add_argument("--checkpoint", default=None, metavar="NPZ",
                    help="use the weights and the model (its stored spec) of a checkpoint (runs/NAME/last.npz) "
                         "instead of the init; --beta given explicitly wins over its beta")

@@ -8,85 +8,13 @@ from __future__ import annotations
 import argparse
 import os
 
+# The value parsers every command shares (one place: numpy_vae.values, which the configuration's fields use too).
+from ..values import (folder_path, hidden_sizes, non_negative_float, non_negative_int, positive_float,  # noqa: F401
+                      positive_int)
+
 
 class UsageError(Exception):
     """A bad command-line value; the message names the option and the fix."""
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0: every ``--seed`` (NumPy's generators refuse negative seeds) and ``--steps``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def folder_path(text: str) -> str:
-    """A non-empty path (an empty one would silently mean the current folder)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"expected a folder path, got {text!r}")
-    return text
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
-    return value
-
-
-def learning_rate(text: str) -> float:
-    """Adam's learning rate, in (0, numpy_vae.config.LR_MAX]."""
-    from ..config import LR_MAX
-    value = positive_float(text)
-    if value > LR_MAX:
-        raise argparse.ArgumentTypeError(f"expected a learning rate in (0, {LR_MAX:g}], got {text} (Adam moves each "
-                                         f"parameter by about lr a step; larger values only overflow)")
-    return value
-
-
-def adam_epsilon(text: str) -> float:
-    """Adam's eps, in numpy_vae.config.ADAM_EPS_RANGE."""
-    from ..config import ADAM_EPS_RANGE
-    lo, hi = ADAM_EPS_RANGE
-    value = positive_float(text)
-    if not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"expected a number in [{lo:g}, {hi:g}], got {text} (smaller values "
-                                         f"underflow in Adam's float32 arithmetic)")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def hidden_sizes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(positive_int(t) for t in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 512,256, got {text!r}") from None
 
 
 def refuse_file_as_data_dir(data_dir, otherwise: str = "") -> None:
@@ -100,8 +28,55 @@ def refuse_file_as_data_dir(data_dir, otherwise: str = "") -> None:
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=folder_path, default=os.environ.get("VAE_DATA_DIR") or "data",
-                        help="folder holding MNIST/raw/ as torchvision lays it out (default: data, or $VAE_DATA_DIR)")
+    """``--data-dir`` as TrainConfig declares it, defaulting to $VAE_DATA_DIR or data."""
+    add_config_flags(parser, ["data_dir"], defaults={"data_dir": os.environ.get("VAE_DATA_DIR") or "data"})
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the TrainConfig field ``name``: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
+def as_flag_value(value) -> str:
+    """A value as a command line gives it: (512, 256) -> 512,256."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def add_config_flags(parser, names=None, *, defaults: dict | None = None, helps: dict | None = None,
+                     groups: bool = False) -> None:
+    """One flag per TrainConfig field (``names``: those only, in that order; default: all), generated from the
+    field's declaration in numpy_vae.config: its kind gives the parser (or choices, or --x/--no-x), its help
+    text and default the help.  Each flag's argparse default is None (left out, so an explicit value can be
+    told apart from a preset's) unless ``defaults`` gives one; ``helps`` replaces a field's help text (default
+    included).
+    ``groups``: one help section per configuration part (model, objective, ...)."""
+    import dataclasses
+    from ..config import FIELDS, PARTS
+    defaults, helps = defaults or {}, helps or {}
+    sections = {}
+    if groups:
+        for part, cls in PARTS.items():
+            group = parser.add_argument_group(f"{part} ({cls.__name__})")
+            sections.update({f.name: group for f in dataclasses.fields(cls)})
+    for name in (names if names is not None else FIELDS):
+        f = FIELDS[name]
+        kind, meta = f.metadata["kind"], f.metadata
+        default = defaults.get(name)
+        shown = meta["shown"] if meta["shown"] is not None else "%(default)s" if default is not None \
+            else as_flag_value(f.default)
+        help_text = helps.get(name, f"{meta['help']} (default: {shown})")
+        kwargs = {"default": default, "help": help_text.replace("%", "%%").replace("%%(default)s", "%(default)s")}
+        if kind.flag_action is not None:
+            kwargs["action"] = kind.flag_action
+        elif kind.choices is not None:
+            kwargs["choices"] = kind.choices
+        elif kind.parse is not None:
+            kwargs["type"] = kind.parse
+        if meta["metavar"]:
+            kwargs["metavar"] = meta["metavar"]
+        sections.get(name, parser).add_argument(flag(name), **kwargs)
 
 
 def preset(text: str) -> str:

@@ -11,10 +11,12 @@ import os
 import time
 from pathlib import Path
 
-from .args import UsageError, add_data_dir, non_negative_int, positive_int
+from .args import UsageError, add_config_flags, preset
 from ..presets import preset_values
-from .args import preset
-from .train import _writable_folder, check_data_dir, run_name
+from .train import _writable_folder, check_data_dir
+
+#: The TrainConfig fields `vae sweep` sets for every run, as `vae train` declares them.
+SWEEP_FIELDS = ("epochs", "backend", "batch_size", "seed", "train_limit")
 
 
 def config_list(text: str) -> tuple[str, ...]:
@@ -40,15 +42,11 @@ def register(sub) -> None:
                    help=f"preset names to train (default: {','.join(DEFAULT_GRID)})")
     p.add_argument("--preset", type=preset, default="default", metavar="PRESET",
                    help="base preset applied under every configuration, e.g. quick (default: default)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="epochs of every run (default: the preset's)")
-    p.add_argument("--backend", default=None, help="numpy (default) or torch")
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--seed", type=non_negative_int, default=None)
-    p.add_argument("--train-limit", type=positive_int, default=None, help="train on the first N images only")
-    add_data_dir(p)
-    p.set_defaults(data_dir=None)
-    p.add_argument("--runs-dir", default="runs", help="parent of the sweep folder (default: runs)")
-    p.add_argument("--name", type=run_name, default=None, help="sweep folder name (default: sweep-DATE-TIME)")
+    add_config_flags(p, [*SWEEP_FIELDS, "data_dir"],
+                     helps={f: f"every run's {f.replace('_', ' ')} (default: the presets')" for f in SWEEP_FIELDS})
+    add_config_flags(p, ["runs_dir", "name"], defaults={"runs_dir": "runs"},
+                     helps={"runs_dir": "parent of the sweep folder (default: runs)",
+                            "name": "sweep folder name (default: sweep-DATE-TIME)"})
     p.add_argument("--resume", metavar="SWEEP_DIR", default=None, help="continue an interrupted sweep")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -58,8 +56,7 @@ def sweep_configs(args, sweep_dir: Path) -> dict:
     """name -> TrainConfig: defaults, then the base preset, the configuration's preset, the options given."""
     from ..backends import available_backends
     from ..config import TrainConfig
-    given = {k: getattr(args, k) for k in ("epochs", "backend", "batch_size", "seed", "train_limit")
-             if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in SWEEP_FIELDS if getattr(args, k) is not None}
     if given.get("backend", "numpy") not in available_backends():
         raise UsageError(f"--backend {given['backend']}: unknown backend; available: {', '.join(available_backends())}")
     data_dir = args.data_dir if args.data_dir is not None else os.environ.get("VAE_DATA_DIR", "data")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError, TrainConfig, validate_config
-from .checkpoint import CheckpointError, atomic_write, check_meta, load_checkpoint
+from .checkpoint import CheckpointError, atomic_write, check_meta, load_checkpoint, remove_stale_temporaries
 from .restore import saved_spec
 
 #: Columns every row has (a resumable checkpoint's rows must have them); METRIC_FIELDS adds newer ones,
@@ -91,6 +91,9 @@ def read_resume_state(run_dir: Path, data_dir, backend: str | None = None,
     if config_json.exists():
         try:
             on_disk = json.loads(config_json.read_text())
+        except RecursionError:
+            raise CheckpointError(f"{config_json} is nested too deeply to be a run configuration; the checkpoint's "
+                                  f"config is authoritative: delete config.json to have it rewritten") from None
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{config_json} is unreadable ({e}); the checkpoint's config is authoritative: "
                                   f"delete config.json to have it rewritten") from None
@@ -121,6 +124,40 @@ def read_resume_state(run_dir: Path, data_dir, backend: str | None = None,
         except ValueError as e:
             raise ConfigError(str(e)) from None
     return config, params, optim, meta
+
+
+def read_unstarted_config(run_dir: Path, data_dir) -> TrainConfig:
+    """The config.json of a run folder stopped before its first checkpoint (killed in its first epoch), which a
+    resume starts over; CheckpointError naming the file where it is not a runnable configuration."""
+    path = run_dir / "config.json"
+    try:
+        config = TrainConfig.from_json(json.loads(path.read_text()))
+        validate_config(config)
+    except RecursionError:
+        raise CheckpointError(f"{path} is nested too deeply to be a run configuration; start a new run") from None
+    except (OSError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: no last.npz beside it and it cannot be run again ({e}); start a new "
+                              f"run") from None
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=str(data_dir))
+    return config
+
+
+#: What a run writes before its first last.npz, removed again when it stops before that.
+UNSTARTED_FILES = ("config.json", "metrics.csv", "best.npz")
+
+
+def discard_unstarted(run_dir: Path, remove_folder: bool) -> None:
+    """Remove what a new run wrote into ``run_dir`` before its first checkpoint (and the folder itself if this
+    run created it and it is empty now), so a run that stops in its first epoch leaves nothing half-written."""
+    remove_stale_temporaries(run_dir)
+    for name in UNSTARTED_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    if remove_folder:
+        try:
+            run_dir.rmdir()
+        except OSError:
+            pass                                  # something else is in there: leave it
 
 
 def point_latest_at(run_dir: Path) -> None:
