@@ -441,10 +441,14 @@ def test_announce_says_loopback_only_or_warns(run_2d, capsys):
             assert err.startswith("warning: listening on 0.0.0.0") and "any machine" in err
 
 
-def test_vae_serve_prints_its_url_serves_and_stops_on_ctrl_c(run_2d, real_mnist_dir, tmp_path):
+@pytest.mark.parametrize("started_with_sigint", ["default", "ignored"])
+def test_vae_serve_prints_its_url_serves_and_stops_on_ctrl_c(run_2d, real_mnist_dir, tmp_path, started_with_sigint):
+    """Also when started as `vae serve ... &` from a script, which begins with SIGINT ignored."""
     env = {**os.environ, "VAE_DATA_DIR": str(real_mnist_dir)}
+    disposition = {"default": signal.SIG_DFL, "ignored": signal.SIG_IGN}[started_with_sigint]
     proc = subprocess.Popen([sys.executable, "-m", "numpy_vae.cli", "serve", str(run_2d), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=open(tmp_path / "err", "w"), text=True, env=env, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=open(tmp_path / "err", "w"), text=True, env=env, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
     try:
         first = proc.stdout.readline()
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", first)[1])

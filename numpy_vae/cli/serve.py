@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import signal
 import sys
 from pathlib import Path
 
@@ -115,6 +116,8 @@ def run(args) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     limiter = limit_threads(1)          # the page's decodes are small: one BLAS thread leaves a core to requests
     announce(server, f"serving {run_dir}")
+    # A job started with `&` from a script begins with SIGINT ignored; "Ctrl-C stops it" (or kill -INT) must hold.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print("Ctrl-C stops it", flush=True)
     try:
         server.serve_forever(poll_interval=0.25)
