@@ -24,6 +24,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .nn.conv import as_pair, conv2d_size, conv_transpose2d_size
+
 INPUT_DIM = 784
 #: bernoulli: the decoder outputs logits; gaussian: it outputs the mean, with a fixed variance (the spec's).
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -80,21 +82,11 @@ def _check_conv_fields(layer, pairs: dict[str, int]) -> None:
 
 
 def _pair(name: str, value, minimum: int) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints >= minimum, as torch's conv layers take them (SpecError, a ValueError)."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum for v in pair):
-        raise SpecError(f"{name}={value!r}: expected an integer >= {minimum} or a pair of them")
-    return int(pair[0]), int(pair[1])
-
-
-def conv2d_output_size(size, kernel, stride, padding) -> tuple[int, ...]:
-    """(H_out, W_out) = (H + 2p - k) // s + 1 per axis (no emptiness check: see ``Conv2d.output_shape``)."""
-    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
-
-
-def conv_transpose2d_output_size(size, kernel, stride, padding, output_padding) -> tuple[int, ...]:
-    """(H_out, W_out) = (H - 1) s - 2p + k + output_padding per axis (no emptiness check)."""
-    return tuple((n - 1) * s - 2 * p + k + op for n, k, s, p, op in zip(size, kernel, stride, padding, output_padding))
+    """nn.conv's rule for an int or an (h, w) pair of ints >= minimum, refused as a SpecError."""
+    try:
+        return as_pair(name, value, minimum)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -120,7 +112,7 @@ class Conv2d:
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(shape) != 3 or shape[0] != self.in_channels:
             raise SpecError(f"{self} cannot take inputs of shape {shape}: expected ({self.in_channels}, H, W)")
-        size = conv2d_output_size(shape[1:], self.kernel_size, self.stride, self.padding)
+        size = conv2d_size(shape[1:], self.kernel_size, self.stride, self.padding)
         if min(size) < 1:
             raise SpecError(f"{self} makes an empty output from an input of shape {shape}")
         return (self.out_channels, *size)
@@ -153,7 +145,7 @@ class ConvTranspose2d:
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(shape) != 3 or shape[0] != self.in_channels:
             raise SpecError(f"{self} cannot take inputs of shape {shape}: expected ({self.in_channels}, H, W)")
-        size = conv_transpose2d_output_size(shape[1:], self.kernel_size, self.stride, self.padding,
+        size = conv_transpose2d_size(shape[1:], self.kernel_size, self.stride, self.padding,
                                             self.output_padding)
         if min(size) < 1:
             raise SpecError(f"{self} makes an empty output from an input of shape {shape}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-def _pair(name: str, value, minimum: int) -> tuple[int, int]:
+def as_pair(name: str, value, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints >= minimum, as torch's conv layers take them."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum for v in pair):
@@ -28,17 +28,27 @@ def _check_image(x: np.ndarray, channels: int, layer: str) -> None:
         raise ValueError(f"{layer}: expected x of shape (B, {channels}, H, W), got {x.shape}")
 
 
+def conv2d_size(size, kernel, stride, padding) -> tuple[int, ...]:
+    """(H_out, W_out) = (H + 2p - k) // s + 1 per axis, as computed (< 1 where the output is empty)."""
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
+
+
+def conv_transpose2d_size(size, kernel, stride, padding, output_padding) -> tuple[int, ...]:
+    """(H_out, W_out) = (H - 1) s - 2p + k + output_padding per axis, as computed (< 1 where empty)."""
+    return tuple((n - 1) * s - 2 * p + k + op for n, k, s, p, op in zip(size, kernel, stride, padding, output_padding))
+
+
 def conv2d_output_size(size, kernel, stride, padding) -> tuple[int, int]:
-    """(H_out, W_out) = (H + 2p - k) // s + 1 per axis; ValueError when empty."""
-    out = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
+    """:func:`conv2d_size`; ValueError when empty."""
+    out = conv2d_size(size, kernel, stride, padding)
     if min(out) < 1:
         raise ValueError(f"Conv2d: kernel {kernel} is larger than the input {size} padded by {padding}")
     return out
 
 
 def conv_transpose2d_output_size(size, kernel, stride, padding, output_padding) -> tuple[int, int]:
-    """(H_out, W_out) = (H - 1) s - 2p + k + output_padding per axis; ValueError when empty."""
-    out = tuple((n - 1) * s - 2 * p + k + op for n, k, s, p, op in zip(size, kernel, stride, padding, output_padding))
+    """:func:`conv_transpose2d_size`; ValueError when empty."""
+    out = conv_transpose2d_size(size, kernel, stride, padding, output_padding)
     if min(out) < 1:
         raise ValueError(f"ConvTranspose2d: padding {padding} leaves an empty output for input size {size}, "
                          f"kernel {kernel}, stride {stride}")
@@ -57,7 +67,7 @@ def _tap(i: int, j: int, n_h: int, n_w: int, stride) -> tuple:
 
 def conv2d_reference(x, weight, bias, stride=1, padding=0) -> np.ndarray:
     """y (B, O, Ho, Wo) = b + Σ_ij einsum(x_pad[tap ij], W[:, :, i, j]): x (B, C, H, W), W (O, C, kH, kW), b (O,)."""
-    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
+    (sh, sw), (ph, pw) = as_pair("stride", stride, 1), as_pair("padding", padding, 0)
     _, _, kh, kw = weight.shape
     ho, wo = conv2d_output_size(x.shape[2:], (kh, kw), (sh, sw), (ph, pw))
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -73,7 +83,7 @@ def conv2d_reference_backward(x, weight, dy, stride=1, padding=0):
 
     Per tap:  dx_pad[tap ij] += einsum(dy, W[:, :, i, j]),  dW[:, :, i, j] = einsum(dy, x_pad[tap ij]).
     """
-    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
+    (sh, sw), (ph, pw) = as_pair("stride", stride, 1), as_pair("padding", padding, 0)
     _, _, kh, kw = weight.shape
     _, _, ho, wo = dy.shape
     h, w = x.shape[2:]
@@ -92,8 +102,8 @@ def conv_transpose2d_reference(x, weight, bias, stride=1, padding=0, output_padd
 
     W (C, O, kH, kW), b (O,); y_pad is (H - 1) s + kH + output_padding high, y = y_pad[p : p + Ho] + b.
     """
-    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
-    oph, opw = _pair("output_padding", output_padding, 0)
+    (sh, sw), (ph, pw) = as_pair("stride", stride, 1), as_pair("padding", padding, 0)
+    oph, opw = as_pair("output_padding", output_padding, 0)
     _, o, kh, kw = weight.shape
     h, w = x.shape[2:]
     ho, wo = conv_transpose2d_output_size((h, w), (kh, kw), (sh, sw), (ph, pw), (oph, opw))
@@ -110,8 +120,8 @@ def conv_transpose2d_reference_backward(x, weight, dy, stride=1, padding=0, outp
     dy_pad is dy placed at offset p in zeros of y_pad's size; per tap:
     dx += einsum(dy_pad[tap ij], W[:, :, i, j])  (a convolution of dy),  dW[:, :, i, j] = einsum(x, dy_pad[tap ij]).
     """
-    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
-    oph, opw = _pair("output_padding", output_padding, 0)
+    (sh, sw), (ph, pw) = as_pair("stride", stride, 1), as_pair("padding", padding, 0)
+    oph, opw = as_pair("output_padding", output_padding, 0)
     _, _, kh, kw = weight.shape
     h, w = x.shape[2:]
     b, o, ho, wo = dy.shape
@@ -152,8 +162,8 @@ class Conv2d:
             "weight": np.zeros_like(weight) if grad_weight is None else grad_weight,
             "bias": np.zeros_like(bias) if grad_bias is None else grad_bias,
         }
-        self.stride = _pair("stride", stride, 1)
-        self.padding = _pair("padding", padding, 0)
+        self.stride = as_pair("stride", stride, 1)
+        self.padding = as_pair("padding", padding, 0)
         self.kernel_size = weight.shape[2:]
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
@@ -204,9 +214,9 @@ class ConvTranspose2d:
             "weight": np.zeros_like(weight) if grad_weight is None else grad_weight,
             "bias": np.zeros_like(bias) if grad_bias is None else grad_bias,
         }
-        self.stride = _pair("stride", stride, 1)
-        self.padding = _pair("padding", padding, 0)
-        self.output_padding = _pair("output_padding", output_padding, 0)
+        self.stride = as_pair("stride", stride, 1)
+        self.padding = as_pair("padding", padding, 0)
+        self.output_padding = as_pair("output_padding", output_padding, 0)
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"ConvTranspose2d: output_padding={self.output_padding} must be smaller than "
                              f"stride={self.stride} in each axis")
