@@ -78,6 +78,24 @@ def test_fast_convolution_equals_the_reference(transpose, dtype, data, seed):
     np.testing.assert_array_equal(ref(x), expected[0])
 
 
+@pytest.mark.parametrize("c_in, c_out, taps", [(8, 4, False), (8, 1, True)], ids=["gather", "taps"])
+def test_both_scatter_bodies_equal_the_reference(monkeypatch, c_in, c_out, taps):
+    """ConvTranspose2d(k 4, s 2, p 1, output_padding 1) forward and backward in float64 through each of
+    _scatter's two bodies (the gather, and the taps' adds where few output channels make the windows the
+    bigger array): the same numbers as the reference, and the body named is the one that ran."""
+    import numpy_vae.kernels.conv as kconv
+    ran = []
+    taps_body = kconv._scatter_taps
+    monkeypatch.setattr(kconv, "_scatter_taps", lambda *a: ran.append(1) or taps_body(*a))
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(c_in, c_out, 4, 4)), rng.normal(size=c_out)
+    x = rng.normal(size=(3, c_in, 5, 6))
+    ref, fast = ConvTranspose2d(w, b, None, None, 2, 1, 1), FastConvTranspose2d(w, b, None, None, 2, 1, 1)
+    dy = rng.normal(size=(3, c_out, *ref.output_size(5, 6)))
+    for e, a in zip(run_layer(ref, x, dy), run_layer(fast, x, dy)):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+    assert bool(ran) == taps
+
 def test_the_reference_convolutions_keep_no_work_arrays():
     """Re-entrant: a reference layer holds its parameters only; two forwards in flight stay independent."""
     rng = np.random.default_rng(0)

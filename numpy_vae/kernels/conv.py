@@ -10,9 +10,13 @@ body works on contiguous channels-last (NHWC) arrays, whose two halves are adjoi
              ``sliding_window_view`` copied out by one reshape into columns
              (B Ho Wo, kH kW C), one row per output pixel, then one matmul with the weights;
              the same columns give dW with a second matmul
-    scatter  (Conv2d dx, ConvTranspose2d forward) one matmul of one row per input pixel with
-             the weights, giving each of the kH kW taps' (B, H, W, C) images, then col2im: the
-             taps' strided adds, into the output phase by phase (see ``_scatter``)
+    scatter  (Conv2d dx, ConvTranspose2d forward) col2im(x W) computed as a gather: each output
+             phase (pixels of one residue mod the stride) is a stride-1 convolution of the input
+             with ceil(k / s)^2 of the taps, so one im2col of the input with that window and one
+             matmul with the taps sorted by phase give every output pixel, BLAS doing the sum
+             over taps; then s^2 strided copies (see ``_scatter``; ``_scatter_taps``, one matmul
+             per input pixel and the taps' strided adds, where few output channels make the
+             windows the bigger array)
 
 The channels-last layout also decides the layers' outputs: ``y`` has shape
 (B, C, H, W) as torch's, but its memory is channels-last (``y.transpose(0, 2, 3, 1)``
@@ -100,8 +104,8 @@ def _phases(n_in: int, n_out: int, kernel: int, stride: int, padding: int):
     return phases
 
 
-def _scatter(m: np.ndarray, w_mat: np.ndarray, kernel, in_size, out_size, stride, padding, init,
-             scratch: _Scratch) -> np.ndarray:
+def _scatter_taps(m: np.ndarray, w_mat: np.ndarray, kernel, in_size, out_size, stride, padding, init,
+                  scratch: _Scratch) -> np.ndarray:
     """col2im(m W_mat) + init: every input pixel scatters its kH x kW patch, summed into a channels-last
     image (B, Ho, Wo, C).  m (B H W, C_in) one row per input pixel, w_mat (C_in, kH kW C) flattened
     (i, j, c), init (C,) or 0.
@@ -132,6 +136,70 @@ def _scatter(m: np.ndarray, w_mat: np.ndarray, kernel, in_size, out_size, stride
                 for j, a_w, mw in taps_w:
                     phase[:, mh, mw] += terms[:, a, a_w, i, j]
             out[:, rh::stride[0], rw::stride[1]] = phase
+    return out
+
+
+def _taps_by_phase(n_in: int, n_out: int, kernel: int, stride: int, padding: int):
+    """Along one axis, how a scatter (col2im) lands, as windows of the input: input a, tap i -> output s a + i - p.
+
+    Write o + p = s t + r (0 <= r < s) and i = s q + r: output o sums input a = t - q through tap
+    s q + r, q = 0 .. Q - 1, Q = ceil(k / s) (a tap >= k is a zero weight).  So every output of
+    one t reads the same Q inputs t - Q + 1 .. t: a Q-wide window of the input padded by Q - 1
+    zeros in front, starting at t.  The outputs need t = t_lo .. t_hi.  Returns (Q, t_lo, T, pad
+    before, pad after) with T = t_hi - t_lo + 1 windows; the padded input is long enough for them.
+    """
+    q = -(-kernel // stride)
+    t_lo, t_hi = padding // stride, (padding + n_out - 1) // stride
+    return q, t_lo, t_hi - t_lo + 1, q - 1, max(0, t_hi + 1 - n_in)
+
+
+def _scatter(x_cl: np.ndarray, weight: np.ndarray, out_size, stride, padding, bias,
+             scratch: _Scratch) -> np.ndarray:
+    """col2im(x W) + bias: every input pixel scatters its kH x kW patch, summed into a channels-last
+    image (B, Ho, Wo, C).  x_cl (B, H, W, C_in) channels-last, weight (C_in, C, kH, kW) (ConvTranspose2d's
+    layout; Conv2d's (out, in, ...) scatters dy the same way), bias (C,) or None.
+
+    Gathered, not scattered: output o = s t + r - p sums the window of Q inputs that ends at
+    input t, through the taps s q + r (``_taps_by_phase``).  So one im2col of x with a
+    Q x Q window, stride 1 (B T_h T_w, Q Q C_in), times one matrix (Q Q C_in, s s C) that
+    holds the taps by phase, gives every output pixel in one matmul, the sum over taps done by
+    BLAS; the s x s phases (r_h, r_w) are then copied out strided.  For kernel 4, stride 2 that
+    replaces the 16 strided adds of each tap's image (a C_in-long matmul each, the
+    previous body) by a 4 C_in-long one, at (T_h T_w) / (H W) the FLOPs (1.31 at 7 x 7, 1.15 at
+    14 x 14: the windows at the border that the padding crops).  Where those windows would hold
+    more numbers than the taps' images (few output channels: ConvTranspose2d(32, 1) has 128 per
+    window against 16 per input pixel), the taps' body ``_scatter_taps`` runs instead.
+    """
+    b, h, w, c_in = x_cl.shape
+    _, c, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    qh, th0, nth, bh, ah = _taps_by_phase(h, out_size[0], kh, sh, ph)
+    qw, tw0, ntw, bw, aw = _taps_by_phase(w, out_size[1], kw, sw, pw)
+    if qh * qw * c_in * nth * ntw > kh * kw * c * h * w:         # the windows would outweigh the taps' images
+        return _scatter_taps(x_cl.reshape(b * h * w, c_in), _weight_matrix(weight), (kh, kw), (h, w), out_size,
+                             stride, padding, 0 if bias is None else bias, scratch)
+    dtype = np.result_type(x_cl, weight)
+    # the taps by phase: wt[q'h, q'w, c_in, r_h, r_w, c] = W[c_in, c, s (Q - 1 - q'h) + r_h, s (Q - 1 - q'w) + r_w]
+    wt = np.zeros((c_in, c, qh * sh, qw * sw), dtype)
+    wt[:, :, :kh, :kw] = weight
+    wt = wt.reshape(c_in, c, qh, sh, qw, sw)[:, :, ::-1, :, ::-1].transpose(2, 4, 0, 3, 5, 1)
+    wt = wt.reshape(qh * qw * c_in, sh * sw * c)
+    xp = scratch.get("scatter_padded", (b, bh + h + ah, bw + w + aw, c_in), x_cl.dtype, zeros=True)
+    xp[:, bh:bh + h, bw:bw + w] = x_cl                                   # the border stays 0
+    windows = sliding_window_view(xp, (qh, qw), axis=(1, 2))[:, th0:th0 + nth, tw0:tw0 + ntw]
+    cols = scratch.get("scatter_cols", (b * nth * ntw, qh * qw * c_in), x_cl.dtype)
+    np.copyto(cols.reshape(b, nth, ntw, qh, qw, c_in), windows.transpose(0, 1, 2, 4, 5, 3))
+    res = np.matmul(cols, wt, out=scratch.get("scatter_res", (len(cols), wt.shape[1]), dtype))
+    res = res.reshape(b, nth, ntw, sh, sw, c)
+    out = np.empty((b, *out_size, c), dtype)
+    for oh in range(min(sh, out_size[0])):                                # output phase o = oh, oh + s, ...
+        rh, t_h = (oh + ph) % sh, (oh + ph) // sh - th0
+        n_h = len(range(oh, out_size[0], sh))
+        for ow in range(min(sw, out_size[1])):
+            rw, t_w = (ow + pw) % sw, (ow + pw) // sw - tw0
+            n_w = len(range(ow, out_size[1], sw))
+            src, dst = res[:, t_h:t_h + n_h, t_w:t_w + n_w, rh, rw], out[:, oh::sh, ow::sw]
+            np.copyto(dst, src) if bias is None else np.add(src, bias, out=dst)
     return out
 
 
@@ -216,8 +284,8 @@ class FastConv2d(Conv2d):
             _sum_rows(dy2, self.grads["bias"])
             if not need_dx:
                 return None
-            dx = _scatter(dy2, _weight_matrix(weight), self.kernel_size, dy.shape[2:], (h, w), self.stride,
-                          self.padding, 0, self._scratch)
+            dx = _scatter(dy.transpose(0, 2, 3, 1), weight, (h, w), self.stride, self.padding, None,
+                          self._scratch)
             return dx.transpose(0, 3, 1, 2)
 
         return y, backward
@@ -236,8 +304,8 @@ class FastConvTranspose2d(ConvTranspose2d):
         b, _, h, w = x.shape
         ho, wo = self.output_size(h, w)
         x2 = _channels_last_2d(x)                                                # (B H W, in)
-        y = _scatter(x2, _weight_matrix(self.params["weight"]), self.kernel_size, (h, w), (ho, wo), self.stride,
-                     self.padding, self.params["bias"], self._scratch)
+        y = _scatter(x.transpose(0, 2, 3, 1), self.params["weight"], (ho, wo), self.stride, self.padding,
+                     self.params["bias"], self._scratch)
         return y.transpose(0, 3, 1, 2), x2
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
