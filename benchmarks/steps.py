@@ -252,13 +252,19 @@ def layer_points(np_backend, torch_backend, batch: int, seed: int = 0) -> list[P
         if prefix == "decoder":
             h = rng.standard_normal((batch, model_np.latent)).astype(np.float32)
         for i, (layer, module) in enumerate(zip(stack_np, stack_t)):
-            y = layer(h.copy())
+            y = layer(h.copy(order="K"))
             if "params" in vars(layer):
-                x, dy = h.copy(), rng.standard_normal(y.shape).astype(np.float32)
-                x_t, dy_t = torch.from_numpy(x.copy()).requires_grad_(i > 0 or prefix == "decoder"), torch.from_numpy(dy)
+                # NumPy's x and dy keep the memory layout they have in the step (the fast convolutions'
+                # outputs, and so their inputs and gradients, are channels-last); torch's are its own
+                # (NCHW); the first layer with parameters computes no dx, in either, as in the step
+                x, dy = h.copy(order="K"), rng.standard_normal(y.shape).astype(np.float32)
+                need_dx = prefix == "decoder" or any("params" in vars(l) for l in stack_np[:i])
+                x_t, dy_t = torch.from_numpy(h.copy()).requires_grad_(need_dx), torch.from_numpy(dy)
+                dy_np = np.empty_like(y)
+                dy_np[...] = dy
 
-                def numpy_step(layer=layer, x=x, dy=dy):
-                    layer.forward(x)[1](dy)
+                def numpy_step(layer=layer, x=x, dy=dy_np, need_dx=need_dx):
+                    layer.forward(x)[1](dy, need_dx)
 
                 def torch_step(module=module, x=x_t, dy=dy_t):
                     module.zero_grad(set_to_none=True)

@@ -318,3 +318,29 @@ def test_load_runs_every_setting_with_and_without_a_burner(tmp_path, monkeypatch
                             "t2_quiet_ms": 5.0, "t2_busy_ms": 10.0}
     report.write(r, tmp_path)
     assert "| numpy-f32 | 128 | 10 | 20 | 5 | 10 | 0.50 |" in (tmp_path / "load.md").read_text()
+
+
+def test_layer_points_time_numpys_layers_as_the_step_runs_them(monkeypatch):
+    """The conv layer table: NumPy's layers get x and dy in the step's memory layout (channels-last after a
+    fast convolution), and the first layer's backward skips dx, as in the step and as torch's point does."""
+    from benchmarks.steps import layer_points, make_backend
+    from numpy_vae.kernels.conv import FastConv2d, FastConvTranspose2d
+
+    np_b, t_b = (make_backend(n, "conv", (), 20) for n in ("numpy-f32", "torch-fused"))
+    calls = []
+    for cls in (FastConv2d, FastConvTranspose2d):
+        def spy(self, x, _forward=cls.forward):
+            y, backward = _forward(self, x)
+
+            def watched(dy, need_dx=True):
+                calls.append((x.transpose(0, 2, 3, 1).flags.c_contiguous, dy.transpose(0, 2, 3, 1).flags.c_contiguous,
+                              need_dx))
+                return backward(dy, need_dx)
+            return y, watched
+        monkeypatch.setattr(cls, "forward", spy)
+    for p in layer_points(np_b, t_b, batch=2):
+        if p.family == "numpy" and ("Conv" in p.key[1]):
+            p.step()
+    # encoder.1 (image input, no dx), encoder.3 (channels-last x), decoder.3 (x from a reshape: NCHW), decoder.5
+    assert [c[2] for c in calls] == [False, True, True, True]
+    assert calls[1][:2] == (True, True) and calls[3][:2] == (True, True)
