@@ -248,14 +248,22 @@ def _as_nchw(m: np.ndarray, b: int, h: int, w: int) -> np.ndarray:
     return m.reshape(b, h, w, -1).transpose(0, 3, 1, 2)
 
 
-
-class FastConv2d(Conv2d):
-    """``numpy_vae.nn.Conv2d`` with the fast body: the same parameters, checks and results (within rounding);
-    y is channels-last in memory, and the layer keeps work arrays between calls (one call at a time)."""
+class _FastBody:
+    """What both fast layers add to their reference: work arrays kept between calls (one call at a time), and
+    inference through the same ``_forward`` as training, keeping nothing for a backward."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._scratch = _Scratch()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Inference: y (B, out, Ho, Wo), nothing kept for a backward."""
+        return self._forward(x)[0]
+
+
+class FastConv2d(_FastBody, Conv2d):
+    """``numpy_vae.nn.Conv2d`` with the fast body: the same parameters, checks and results (within rounding);
+    y is channels-last in memory, and the layer keeps work arrays between calls (one call at a time)."""
 
     def _forward(self, x: np.ndarray):
         _check_image(x, self.params["weight"].shape[1], "Conv2d")
@@ -265,10 +273,6 @@ class FastConv2d(Conv2d):
         y = cols @ _weight_matrix(self.params["weight"]).T                      # (B Ho Wo, out)
         y += self.params["bias"]
         return _as_nchw(y, b, ho, wo), cols
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Inference: y (B, out, Ho, Wo), nothing kept for a backward."""
-        return self._forward(x)[0]
 
     # y = cols(x) W^T + b      cols (B Ho Wo, kH kW in): one row per output pixel, its input window
     def forward(self, x: np.ndarray):
@@ -291,13 +295,9 @@ class FastConv2d(Conv2d):
         return y, backward
 
 
-class FastConvTranspose2d(ConvTranspose2d):
+class FastConvTranspose2d(_FastBody, ConvTranspose2d):
     """``numpy_vae.nn.ConvTranspose2d`` with the fast body: the same parameters, checks and results (within rounding);
     y is channels-last in memory, and the layer keeps work arrays between calls (one call at a time)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._scratch = _Scratch()
 
     def _forward(self, x: np.ndarray):
         _check_image(x, self.params["weight"].shape[0], "ConvTranspose2d")
@@ -307,10 +307,6 @@ class FastConvTranspose2d(ConvTranspose2d):
         y = _scatter(x.transpose(0, 2, 3, 1), self.params["weight"], (ho, wo), self.stride, self.padding,
                      self.params["bias"], self._scratch)
         return y.transpose(0, 3, 1, 2), x2
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Inference: y (B, out, Ho, Wo), nothing kept for a backward."""
-        return self._forward(x)[0]
 
     # y = col2im(x W) + b      x (B H W, in), W (in, kH kW out): each input pixel scatters a kH x kW patch
     def forward(self, x: np.ndarray):
